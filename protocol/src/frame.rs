@@ -1,0 +1,585 @@
+//! WebSocket frames: parsing what clients send (with an explicit error for every way it can be
+//! wrong) and encoding what the server sends.
+//!
+//! Message payloads stay raw JSON text end to end: the server validates them once and never
+//! re-serializes them, so what a subscriber receives is byte for byte what was published.
+
+use crate::config::Config;
+use crate::error::{ErrorCode, ProtocolError};
+use crate::sequence::{Seq, MAX_SEQ};
+use crate::subject::validate_subject;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Longest request id string and `msgId` accepted.
+pub const MAX_ID_LEN: usize = 256;
+
+/// A client's request id: a string or a number, echoed verbatim in the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RequestId {
+    Number(serde_json::Number),
+    Text(String),
+}
+
+impl From<u64> for RequestId {
+    fn from(n: u64) -> Self {
+        RequestId::Number(n.into())
+    }
+}
+
+impl From<&str> for RequestId {
+    fn from(s: &str) -> Self {
+        RequestId::Text(s.to_owned())
+    }
+}
+
+/// What a `pub` frame carries.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    One(Box<RawValue>),
+    Batch(Vec<Box<RawValue>>),
+}
+
+impl Payload {
+    pub fn messages(&self) -> &[Box<RawValue>] {
+        match self {
+            Payload::One(one) => std::slice::from_ref(one),
+            Payload::Batch(batch) => batch,
+        }
+    }
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// At this sequence (inclusive); clamped up to the oldest retained message.
+    Seq(Seq),
+    /// At the oldest retained message.
+    First,
+    /// At the newest existing message (or the next one when the subject is empty).
+    Last,
+    /// Only messages published after the subscription.
+    New,
+}
+
+/// A request from a client.
+#[derive(Debug, Clone)]
+pub enum ClientFrame {
+    Publish { id: Option<RequestId>, payload: Payload, msg_id: Option<String> },
+    Subscribe { id: Option<RequestId>, from: Option<StartPosition>, consumer: Option<String>, window: Option<u32> },
+    Ack { id: Option<RequestId>, seq: Seq },
+    Unsubscribe { id: Option<RequestId> },
+    Info { id: Option<RequestId> },
+    Trim { id: Option<RequestId>, upto: Seq },
+    StateGet { id: Option<RequestId> },
+    StatePut { id: Option<RequestId>, state: Box<RawValue>, version: Option<u64> },
+}
+
+impl ClientFrame {
+    pub fn id(&self) -> Option<&RequestId> {
+        match self {
+            ClientFrame::Publish { id, .. }
+            | ClientFrame::Subscribe { id, .. }
+            | ClientFrame::Ack { id, .. }
+            | ClientFrame::Unsubscribe { id }
+            | ClientFrame::Info { id }
+            | ClientFrame::Trim { id, .. }
+            | ClientFrame::StateGet { id }
+            | ClientFrame::StatePut { id, .. } => id.as_ref(),
+        }
+    }
+}
+
+/// A frame that could not be accepted, with the request id when it could be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub id: Option<RequestId>,
+    pub error: ProtocolError,
+}
+
+type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+
+/// Parses and validates one text frame from a client.
+pub fn parse_client_frame(text: &str, config: &Config) -> Result<ClientFrame, FrameError> {
+    if text.len() > config.max_frame_bytes {
+        return Err(FrameError {
+            id: None,
+            error: ProtocolError::too_large(format!(
+                "frame is {} bytes; the limit is {}",
+                text.len(),
+                config.max_frame_bytes
+            )),
+        });
+    }
+    let fields: Fields = serde_json::from_str(text).map_err(|e| FrameError {
+        id: None,
+        error: ProtocolError::bad_request(if e.is_data() {
+            "frame must be a JSON object".to_string()
+        } else {
+            format!("malformed JSON: {e}")
+        }),
+    })?;
+    let id = match fields.get("id") {
+        None => None,
+        Some(raw) => Some(parse_request_id(raw).map_err(|error| FrameError { id: None, error })?),
+    };
+    parse_op(&fields, id.clone(), config).map_err(|error| FrameError { id, error })
+}
+
+fn parse_request_id(raw: &RawValue) -> Result<RequestId, ProtocolError> {
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::Number(n)) => Ok(RequestId::Number(n)),
+        Ok(serde_json::Value::String(s)) if s.len() <= MAX_ID_LEN => Ok(RequestId::Text(s)),
+        Ok(serde_json::Value::String(_)) => {
+            Err(ProtocolError::bad_request(format!("id must be at most {MAX_ID_LEN} bytes")))
+        }
+        _ => Err(ProtocolError::bad_request("id must be a string or a number")),
+    }
+}
+
+fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<ClientFrame, ProtocolError> {
+    let op: String = match fields.get("op") {
+        None => return Err(ProtocolError::bad_request("missing field `op`")),
+        Some(raw) => serde_json::from_str(raw.get())
+            .map_err(|_| ProtocolError::bad_request("`op` must be a string"))?,
+    };
+    let allowed: &[&str] = match op.as_str() {
+        "pub" => &["data", "batch", "msgId"],
+        "sub" => &["from", "consumer", "window"],
+        "ack" => &["seq"],
+        "unsub" | "info" | "state.get" => &[],
+        "trim" => &["upto"],
+        "state.put" => &["state", "version"],
+        _ => return Err(ProtocolError::bad_request(format!("unknown op {op:?}"))),
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !matches!(k.as_ref(), "op" | "id") && !allowed.contains(&k.as_ref()))
+    {
+        return Err(ProtocolError::bad_request(format!("unknown field `{unknown}` for op {op:?}")));
+    }
+    let frame = match op.as_str() {
+        "pub" => ClientFrame::Publish {
+            id,
+            payload: parse_payload(fields, config)?,
+            msg_id: optional(fields, "msgId", parse_msg_id)?,
+        },
+        "sub" => ClientFrame::Subscribe {
+            id,
+            from: optional(fields, "from", parse_start)?,
+            consumer: optional(fields, "consumer", |raw| parse_name(raw, "consumer"))?,
+            window: optional(fields, "window", |raw| parse_window(raw, config))?,
+        },
+        "ack" => ClientFrame::Ack { id, seq: required(fields, "seq", |raw| parse_seq(raw, "seq", 1))? },
+        "unsub" => ClientFrame::Unsubscribe { id },
+        "info" => ClientFrame::Info { id },
+        "trim" => ClientFrame::Trim { id, upto: required(fields, "upto", |raw| parse_seq(raw, "upto", 0))? },
+        "state.get" => ClientFrame::StateGet { id },
+        "state.put" => ClientFrame::StatePut {
+            id,
+            state: required(fields, "state", |raw| parse_state(raw, config))?,
+            version: optional(fields, "version", |raw| parse_seq(raw, "version", 0))?,
+        },
+        _ => unreachable!("op was checked against the allowed list above"),
+    };
+    Ok(frame)
+}
+
+fn optional<T>(
+    fields: &Fields,
+    name: &str,
+    parse: impl FnOnce(&RawValue) -> Result<T, ProtocolError>,
+) -> Result<Option<T>, ProtocolError> {
+    fields.get(name).map(|raw| parse(raw)).transpose()
+}
+
+fn required<T>(
+    fields: &Fields,
+    name: &str,
+    parse: impl FnOnce(&RawValue) -> Result<T, ProtocolError>,
+) -> Result<T, ProtocolError> {
+    optional(fields, name, parse)?.ok_or_else(|| ProtocolError::bad_request(format!("missing field `{name}`")))
+}
+
+fn parse_payload(fields: &Fields, config: &Config) -> Result<Payload, ProtocolError> {
+    match (fields.get("data"), fields.get("batch")) {
+        (Some(_), Some(_)) => Err(ProtocolError::bad_request("`data` and `batch` are mutually exclusive")),
+        (None, None) => Err(ProtocolError::bad_request("`pub` needs `data` or `batch`")),
+        (Some(data), None) => Ok(Payload::One((*data).to_owned())),
+        (None, Some(batch)) => {
+            let items: Vec<Box<RawValue>> = serde_json::from_str(batch.get())
+                .map_err(|_| ProtocolError::bad_request("`batch` must be an array of JSON values"))?;
+            validate_batch_len(items.len(), config)?;
+            Ok(Payload::Batch(items))
+        }
+    }
+}
+
+/// Checks a batch's message count against the limit (shared by the WebSocket and HTTP batch).
+pub fn validate_batch_len(len: usize, config: &Config) -> Result<(), ProtocolError> {
+    if len == 0 {
+        return Err(ProtocolError::bad_request("`batch` must not be empty"));
+    }
+    if len > config.max_batch_messages {
+        return Err(ProtocolError::too_large(format!(
+            "batch has {len} messages; the limit is {}",
+            config.max_batch_messages
+        )));
+    }
+    Ok(())
+}
+
+/// Validates an idempotency key (`msgId` on WebSockets, `Idempotency-Key` over HTTP).
+pub fn validate_msg_id(msg_id: &str) -> Result<(), ProtocolError> {
+    if msg_id.is_empty() || msg_id.len() > MAX_ID_LEN {
+        return Err(ProtocolError::bad_request(format!("msgId must be 1 to {MAX_ID_LEN} bytes")));
+    }
+    Ok(())
+}
+
+fn parse_msg_id(raw: &RawValue) -> Result<String, ProtocolError> {
+    let msg_id: String =
+        serde_json::from_str(raw.get()).map_err(|_| ProtocolError::bad_request("`msgId` must be a string"))?;
+    validate_msg_id(&msg_id)?;
+    Ok(msg_id)
+}
+
+fn parse_start(raw: &RawValue) -> Result<StartPosition, ProtocolError> {
+    const EXPECTED: &str = "`from` must be a sequence number or one of \"first\", \"last\", \"new\"";
+    match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::String(s)) => match s.as_str() {
+            "first" => Ok(StartPosition::First),
+            "last" => Ok(StartPosition::Last),
+            "new" => Ok(StartPosition::New),
+            _ => Err(ProtocolError::bad_request(EXPECTED)),
+        },
+        Ok(serde_json::Value::Number(_)) => parse_seq(raw, "from", 0).map(StartPosition::Seq),
+        _ => Err(ProtocolError::bad_request(EXPECTED)),
+    }
+}
+
+/// Durable consumer names follow the subject alphabet.
+fn parse_name(raw: &RawValue, field: &str) -> Result<String, ProtocolError> {
+    let name: String = serde_json::from_str(raw.get())
+        .map_err(|_| ProtocolError::bad_request(format!("`{field}` must be a string")))?;
+    validate_subject(&name).map_err(|e| ProtocolError::bad_request(e.message.replacen("subject", field, 1)))?;
+    Ok(name)
+}
+
+fn parse_window(raw: &RawValue, config: &Config) -> Result<u32, ProtocolError> {
+    let window = parse_seq(raw, "window", 1)?;
+    if window > config.max_window as u64 {
+        return Err(ProtocolError::bad_request(format!("`window` must be at most {}", config.max_window)));
+    }
+    Ok(window as u32)
+}
+
+/// Parses a non-negative integer no smaller than `min` and no larger than [`MAX_SEQ`].
+/// Strings are refused, so `"5"` and `5` are never confused.
+fn parse_seq(raw: &RawValue, field: &str, min: u64) -> Result<u64, ProtocolError> {
+    let value: u64 = serde_json::from_str(raw.get()).map_err(|_| {
+        ProtocolError::bad_request(format!("`{field}` must be an integer between {min} and {MAX_SEQ}"))
+    })?;
+    if value < min || value > MAX_SEQ {
+        return Err(ProtocolError::bad_request(format!("`{field}` must be an integer between {min} and {MAX_SEQ}")));
+    }
+    Ok(value)
+}
+
+fn parse_state(raw: &RawValue, config: &Config) -> Result<Box<RawValue>, ProtocolError> {
+    crate::state::validate_state_size(raw.get().len(), config)?;
+    Ok(raw.to_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server → client
+
+/// `{"op":"hello",…}`: sent once when a connection opens.
+pub fn encode_hello(subject: &str, last: Seq, epoch: &str) -> String {
+    serde_json::json!({ "op": "hello", "subject": subject, "last": last, "epoch": epoch }).to_string()
+}
+
+/// `{"op":"ok","id":…, …fields}`: the reply to a request. `fields` must be a JSON object.
+pub fn encode_ok(id: Option<&RequestId>, fields: serde_json::Value) -> String {
+    let mut reply = serde_json::Map::new();
+    reply.insert("op".into(), "ok".into());
+    reply.insert("id".into(), serde_json::to_value(id).expect("request ids serialize"));
+    if let serde_json::Value::Object(fields) = fields {
+        reply.extend(fields);
+    }
+    serde_json::Value::Object(reply).to_string()
+}
+
+/// `{"op":"err","id":…,"code":…,"message":…}`.
+pub fn encode_error(id: Option<&RequestId>, error: &ProtocolError) -> String {
+    serde_json::json!({ "op": "err", "id": id, "code": error.code, "message": error.message }).to_string()
+}
+
+/// One stored message as it is sent to subscribers.
+#[derive(Debug, Clone, Copy)]
+pub struct OutgoingMessage<'a> {
+    pub seq: Seq,
+    pub ts: u64,
+    /// The published JSON, verbatim.
+    pub data: &'a str,
+}
+
+impl OutgoingMessage<'_> {
+    fn write_fields(&self, out: &mut String, redelivered: bool) {
+        use std::fmt::Write;
+        let _ = write!(out, "\"seq\":{},\"ts\":{},\"data\":{}", self.seq, self.ts, self.data);
+        if redelivered {
+            out.push_str(",\"redelivered\":true");
+        }
+    }
+}
+
+/// `{"op":"msg",…}` for one message, `{"op":"msgs","messages":[…]}` for several.
+pub fn encode_messages(messages: &[OutgoingMessage], redelivered: bool) -> String {
+    let size: usize = messages.iter().map(|m| m.data.len() + 48).sum();
+    let mut out = String::with_capacity(size + 32);
+    if let [one] = messages {
+        out.push_str("{\"op\":\"msg\",");
+        one.write_fields(&mut out, redelivered);
+        out.push('}');
+        return out;
+    }
+    out.push_str("{\"op\":\"msgs\",\"messages\":[");
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        message.write_fields(&mut out, redelivered);
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
+}
+
+/// `{"op":"skipped","first":F,"last":L}`: messages that reached the max-deliver count without
+/// an ack; the subscription moves past them.
+pub fn encode_skipped(first: Seq, last: Seq) -> String {
+    serde_json::json!({ "op": "skipped", "first": first, "last": last }).to_string()
+}
+
+/// A message as clients decode it.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Message {
+    pub seq: Seq,
+    pub ts: u64,
+    pub data: serde_json::Value,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub redelivered: bool,
+}
+
+/// Every frame the server sends, as clients decode it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "op")]
+pub enum ServerFrame {
+    #[serde(rename = "hello")]
+    Hello { subject: String, last: Seq, epoch: String },
+    #[serde(rename = "ok")]
+    Ok {
+        id: Option<RequestId>,
+        #[serde(flatten)]
+        fields: serde_json::Map<String, serde_json::Value>,
+    },
+    #[serde(rename = "err")]
+    Err { id: Option<RequestId>, code: ErrorCode, message: String },
+    #[serde(rename = "msg")]
+    Msg(Message),
+    #[serde(rename = "msgs")]
+    Msgs { messages: Vec<Message> },
+    #[serde(rename = "skipped")]
+    Skipped { first: Seq, last: Seq },
+}
+
+impl ServerFrame {
+    pub fn parse(text: &str) -> Result<ServerFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        parse_client_frame(text, &Config::default())
+    }
+
+    fn err(text: &str) -> FrameError {
+        parse(text).expect_err(text)
+    }
+
+    #[test]
+    fn publish_keeps_the_payload_verbatim() {
+        let ClientFrame::Publish { id, payload: Payload::One(data), msg_id } =
+            parse(r#"{"op":"pub","id":1,"data":{"b": [1, 2.50]},"msgId":"m-1"}"#).unwrap()
+        else {
+            panic!("not a single publish")
+        };
+        assert_eq!(id, Some(RequestId::from(1)));
+        assert_eq!(data.get(), r#"{"b": [1, 2.50]}"#);
+        assert_eq!(msg_id.as_deref(), Some("m-1"));
+    }
+
+    #[test]
+    fn publish_batch_and_null_data() {
+        let ClientFrame::Publish { payload: Payload::Batch(items), .. } =
+            parse(r#"{"op":"pub","id":"b","batch":[1,"two",null,{"x":3}]}"#).unwrap()
+        else {
+            panic!("not a batch")
+        };
+        let raw: Vec<&str> = items.iter().map(|i| i.get()).collect();
+        assert_eq!(raw, ["1", "\"two\"", "null", "{\"x\":3}"]);
+        assert!(matches!(parse(r#"{"op":"pub","data":null}"#).unwrap(), ClientFrame::Publish { .. }));
+    }
+
+    #[test]
+    fn publish_errors() {
+        assert_eq!(err(r#"{"op":"pub","id":3}"#).error.message, "`pub` needs `data` or `batch`");
+        assert_eq!(err(r#"{"op":"pub","id":3}"#).id, Some(RequestId::from(3)));
+        assert!(err(r#"{"op":"pub","data":1,"batch":[1]}"#).error.message.contains("mutually exclusive"));
+        assert!(err(r#"{"op":"pub","batch":[]}"#).error.message.contains("must not be empty"));
+        assert!(err(r#"{"op":"pub","batch":{"a":1}}"#).error.message.contains("array"));
+        assert!(err(r#"{"op":"pub","data":1,"msgId":5}"#).error.message.contains("msgId"));
+        assert!(err(r#"{"op":"pub","data":1,"msgId":""}"#).error.message.contains("msgId"));
+        let big_batch = format!(r#"{{"op":"pub","batch":[{}]}}"#, vec!["1"; 1001].join(","));
+        assert_eq!(err(&big_batch).error.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_parsing() {
+        let config = Config { max_frame_bytes: 1024, ..Config::default() };
+        let text = format!(r#"{{"op":"pub","id":1,"data":"{}"}}"#, "x".repeat(2000));
+        let e = parse_client_frame(&text, &config).unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::TooLarge);
+        assert!(e.error.message.contains("1024"));
+    }
+
+    #[test]
+    fn malformed_json_and_non_objects() {
+        for text in ["", "{", "nope", "{\"op\":\"pub\",}", "[1,2]", "42", "\"pub\"", "null"] {
+            let e = err(text);
+            assert_eq!(e.error.code, ErrorCode::BadRequest, "{text:?}");
+            assert_eq!(e.id, None);
+        }
+        assert_eq!(err("[1]").error.message, "frame must be a JSON object");
+        assert!(err("{").error.message.starts_with("malformed JSON"));
+    }
+
+    #[test]
+    fn op_and_fields_are_checked() {
+        assert_eq!(err(r#"{"id":1}"#).error.message, "missing field `op`");
+        assert_eq!(err(r#"{"op":7}"#).error.message, "`op` must be a string");
+        let e = err(r#"{"op":"publish","id":"x"}"#);
+        assert_eq!(e.error.message, "unknown op \"publish\"");
+        assert_eq!(e.id, Some(RequestId::from("x")));
+        assert_eq!(err(r#"{"op":"info","fron":1}"#).error.message, "unknown field `fron` for op \"info\"");
+    }
+
+    #[test]
+    fn request_ids_are_strings_or_numbers() {
+        assert_eq!(parse(r#"{"op":"info","id":"abc"}"#).unwrap().id(), Some(&RequestId::from("abc")));
+        assert_eq!(parse(r#"{"op":"info","id":1.5}"#).unwrap().id().unwrap(), &RequestId::Number(serde_json::Number::from_f64(1.5).unwrap()));
+        assert_eq!(parse(r#"{"op":"info"}"#).unwrap().id(), None);
+        for bad in [r#"{"op":"info","id":null}"#, r#"{"op":"info","id":[1]}"#, r#"{"op":"info","id":true}"#] {
+            assert_eq!(err(bad).error.message, "id must be a string or a number");
+        }
+        let long = format!(r#"{{"op":"info","id":"{}"}}"#, "i".repeat(MAX_ID_LEN + 1));
+        assert!(err(&long).error.message.contains("at most"));
+    }
+
+    #[test]
+    fn subscribe_positions() {
+        let from = |text: &str| match parse(text).unwrap() {
+            ClientFrame::Subscribe { from, .. } => from,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(from(r#"{"op":"sub"}"#), None);
+        assert_eq!(from(r#"{"op":"sub","from":7}"#), Some(StartPosition::Seq(7)));
+        assert_eq!(from(r#"{"op":"sub","from":0}"#), Some(StartPosition::Seq(0)));
+        assert_eq!(from(r#"{"op":"sub","from":"first"}"#), Some(StartPosition::First));
+        assert_eq!(from(r#"{"op":"sub","from":"last"}"#), Some(StartPosition::Last));
+        assert_eq!(from(r#"{"op":"sub","from":"new"}"#), Some(StartPosition::New));
+        for bad in [r#""7""#, "-1", "1.5", r#""oldest""#, "null", "9007199254740992"] {
+            let e = err(&format!(r#"{{"op":"sub","id":9,"from":{bad}}}"#));
+            assert_eq!(e.error.code, ErrorCode::BadRequest, "{bad}");
+            assert_eq!(e.id, Some(RequestId::from(9)));
+        }
+    }
+
+    #[test]
+    fn subscribe_consumer_and_window() {
+        let ClientFrame::Subscribe { consumer, window, .. } =
+            parse(r#"{"op":"sub","consumer":"billing-1","window":50}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(consumer.as_deref(), Some("billing-1"));
+        assert_eq!(window, Some(50));
+        assert!(err(r#"{"op":"sub","consumer":"a/b"}"#).error.message.starts_with("consumer may only contain"));
+        assert!(err(r#"{"op":"sub","consumer":""}"#).error.message.contains("consumer must be 1 to 128"));
+        assert!(err(r#"{"op":"sub","window":0}"#).error.message.contains("`window`"));
+        assert!(err(r#"{"op":"sub","window":10001}"#).error.message.contains("at most 10000"));
+    }
+
+    #[test]
+    fn ack_trim_and_state() {
+        assert!(matches!(parse(r#"{"op":"ack","seq":3}"#).unwrap(), ClientFrame::Ack { seq: 3, id: None }));
+        assert!(err(r#"{"op":"ack"}"#).error.message.contains("missing field `seq`"));
+        assert!(err(r#"{"op":"ack","seq":0}"#).error.message.contains("between 1"));
+        assert!(err(r#"{"op":"ack","seq":"3"}"#).error.message.contains("`seq`"));
+        assert!(matches!(parse(r#"{"op":"trim","upto":0}"#).unwrap(), ClientFrame::Trim { upto: 0, .. }));
+        assert!(err(r#"{"op":"trim"}"#).error.message.contains("`upto`"));
+        let ClientFrame::StatePut { state, version, .. } =
+            parse(r#"{"op":"state.put","state":{"a":1},"version":2}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((state.get(), version), (r#"{"a":1}"#, Some(2)));
+        assert!(err(r#"{"op":"state.put","version":1}"#).error.message.contains("`state`"));
+        assert!(err(r#"{"op":"state.put","state":1,"version":-1}"#).error.message.contains("`version`"));
+        let config = Config { max_state_bytes: 10, ..Config::default() };
+        let e = parse_client_frame(r#"{"op":"state.put","state":"0123456789abc"}"#, &config).unwrap_err();
+        assert_eq!(e.error.code, ErrorCode::TooLarge);
+        assert!(matches!(parse(r#"{"op":"unsub","id":4}"#).unwrap(), ClientFrame::Unsubscribe { .. }));
+        assert!(matches!(parse(r#"{"op":"state.get"}"#).unwrap(), ClientFrame::StateGet { .. }));
+    }
+
+    #[test]
+    fn server_frames_decode_as_encoded() {
+        let hello = ServerFrame::parse(&encode_hello("orders", 12, "e1")).unwrap();
+        assert_eq!(hello, ServerFrame::Hello { subject: "orders".into(), last: 12, epoch: "e1".into() });
+
+        let ok = encode_ok(Some(&RequestId::from("r")), json!({ "seq": 5, "duplicate": true }));
+        let ServerFrame::Ok { id, fields } = ServerFrame::parse(&ok).unwrap() else { panic!() };
+        assert_eq!(id, Some(RequestId::from("r")));
+        assert_eq!(fields["seq"], 5);
+        assert_eq!(ServerFrame::parse(&encode_ok(None, json!({}))).unwrap(), ServerFrame::Ok { id: None, fields: Default::default() });
+
+        let e = encode_error(Some(&RequestId::from(2)), &ProtocolError::conflict("version is 3"));
+        assert_eq!(
+            ServerFrame::parse(&e).unwrap(),
+            ServerFrame::Err { id: Some(RequestId::from(2)), code: ErrorCode::Conflict, message: "version is 3".into() }
+        );
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&encode_error(None, &ProtocolError::internal())).unwrap()["id"], json!(null));
+
+        let one = encode_messages(&[OutgoingMessage { seq: 1, ts: 10, data: r#"{"a": 1}"# }], false);
+        assert_eq!(one, r#"{"op":"msg","seq":1,"ts":10,"data":{"a": 1}}"#);
+        let many = encode_messages(
+            &[OutgoingMessage { seq: 2, ts: 11, data: "2" }, OutgoingMessage { seq: 3, ts: 12, data: "\"x\"" }],
+            true,
+        );
+        let ServerFrame::Msgs { messages } = ServerFrame::parse(&many).unwrap() else { panic!() };
+        assert_eq!(messages.len(), 2);
+        assert_eq!(messages[1], Message { seq: 3, ts: 12, data: json!("x"), redelivered: true });
+        assert_eq!(ServerFrame::parse(&encode_skipped(4, 9)).unwrap(), ServerFrame::Skipped { first: 4, last: 9 });
+    }
+}

@@ -1,0 +1,239 @@
+//! Delivery to one subscriber: where it starts, what may be sent (flow-control window), what an
+//! ack changes, and when unacknowledged messages are sent again.
+//!
+//! The state is small and serializable: the Worker keeps it in the WebSocket's attachment, so
+//! it survives the Durable Object hibernating between events.
+
+use crate::error::ProtocolError;
+use crate::frame::StartPosition;
+use crate::retention::StreamBounds;
+use crate::sequence::Seq;
+use serde::{Deserialize, Serialize};
+use std::ops::RangeInclusive;
+
+/// The first sequence a new subscription delivers.
+///
+/// Without `from`, a durable consumer resumes after its acknowledged position and anything
+/// else starts at the oldest retained message. Starts below the oldest retained message are
+/// moved up to it (those messages were trimmed).
+pub fn resolve_start(from: Option<StartPosition>, consumer_acked: Option<Seq>, bounds: StreamBounds) -> Seq {
+    let start = match from {
+        Some(StartPosition::Seq(seq)) => seq,
+        Some(StartPosition::First) => bounds.first,
+        Some(StartPosition::Last) if !bounds.is_empty() => bounds.last,
+        Some(StartPosition::Last) | Some(StartPosition::New) => bounds.last + 1,
+        None => consumer_acked.map_or(bounds.first, |acked| acked + 1),
+    };
+    start.max(bounds.first)
+}
+
+/// One subscriber's delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// Durable consumer whose position follows this subscription's acks.
+    pub consumer: Option<String>,
+    /// Most unacknowledged messages in flight.
+    pub window: u32,
+    /// Every sequence up to and including this one is acknowledged.
+    pub acked: Seq,
+    /// The highest sequence sent so far.
+    pub sent: Seq,
+    /// When the unacknowledged messages are due to be sent again (ms since the epoch).
+    pub deadline: Option<u64>,
+    /// How many times the unacknowledged messages have been delivered (1 = once).
+    pub deliveries: u32,
+}
+
+/// What to do when a subscription's ack deadline has passed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redelivery {
+    /// Send these again, marked `redelivered`.
+    Resend(RangeInclusive<Seq>),
+    /// These reached the max-deliver count: tell the subscriber and move past them.
+    Skip(RangeInclusive<Seq>),
+}
+
+impl Subscription {
+    pub fn new(start: Seq, window: u32, consumer: Option<String>) -> Self {
+        let before = start.saturating_sub(1);
+        Subscription { consumer, window, acked: before, sent: before, deadline: None, deliveries: 1 }
+    }
+
+    /// Messages that may be sent now: the next unsent ones up to the newest stored, without
+    /// exceeding the window of unacknowledged messages.
+    pub fn sendable(&self, bounds: StreamBounds) -> Option<RangeInclusive<Seq>> {
+        let from = (self.sent + 1).max(bounds.first);
+        let to = bounds.last.min(self.acked + self.window as u64);
+        (from <= to).then_some(from..=to)
+    }
+
+    /// Whether the subscriber is waiting for exactly the message after `last` (live, not
+    /// catching up), so a new publish can go to it straight from memory.
+    pub fn is_live_at(&self, last: Seq) -> bool {
+        self.sent == last
+    }
+
+    /// Notes that everything up to `upto` was sent at `now`.
+    pub fn record_sent(&mut self, upto: Seq, now: u64, ack_wait_ms: u64) {
+        self.sent = self.sent.max(upto);
+        if self.deadline.is_none() && self.sent > self.acked {
+            self.deadline = Some(now + ack_wait_ms);
+        }
+    }
+
+    /// Applies a cumulative ack. Returns whether the acknowledged position moved; an ack at or
+    /// below it is a harmless repeat. Acking something never sent is an error.
+    pub fn ack(&mut self, seq: Seq, now: u64, ack_wait_ms: u64) -> Result<bool, ProtocolError> {
+        if seq > self.sent {
+            return Err(ProtocolError::bad_request(format!(
+                "cannot ack {seq}: the last message delivered is {}",
+                self.sent
+            )));
+        }
+        if seq <= self.acked {
+            return Ok(false);
+        }
+        self.acked = seq;
+        self.deliveries = 1;
+        self.deadline = (self.sent > self.acked).then_some(now + ack_wait_ms);
+        Ok(true)
+    }
+
+    /// Moves past messages that were trimmed before they were acknowledged.
+    pub fn skip_trimmed(&mut self, bounds: StreamBounds) {
+        let before_first = bounds.first - 1;
+        if self.acked < before_first {
+            self.acked = before_first;
+            self.sent = self.sent.max(before_first);
+            self.deliveries = 1;
+            self.deadline = None;
+        }
+    }
+
+    pub fn is_due(&self, now: u64) -> bool {
+        self.deadline.is_some_and(|deadline| deadline <= now)
+    }
+
+    /// Decides what happens when the ack deadline has passed (call only when [`is_due`]).
+    ///
+    /// [`is_due`]: Subscription::is_due
+    pub fn redeliver(&mut self, now: u64, ack_wait_ms: u64, max_deliver: u32) -> Option<Redelivery> {
+        if !self.is_due(now) {
+            return None;
+        }
+        if self.sent <= self.acked {
+            self.deadline = None;
+            return None;
+        }
+        let range = self.acked + 1..=self.sent;
+        if self.deliveries >= max_deliver {
+            self.acked = self.sent;
+            self.deliveries = 1;
+            self.deadline = None;
+            return Some(Redelivery::Skip(range));
+        }
+        self.deliveries += 1;
+        self.deadline = Some(now + ack_wait_ms);
+        Some(Redelivery::Resend(range))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bounds(first: Seq, last: Seq) -> StreamBounds {
+        StreamBounds { first, last }
+    }
+
+    #[test]
+    fn start_positions() {
+        let b = bounds(5, 10);
+        assert_eq!(resolve_start(Some(StartPosition::Seq(7)), None, b), 7);
+        assert_eq!(resolve_start(Some(StartPosition::Seq(2)), None, b), 5);
+        assert_eq!(resolve_start(Some(StartPosition::Seq(0)), None, b), 5);
+        assert_eq!(resolve_start(Some(StartPosition::Seq(50)), None, b), 50);
+        assert_eq!(resolve_start(Some(StartPosition::First), None, b), 5);
+        assert_eq!(resolve_start(Some(StartPosition::Last), None, b), 10);
+        assert_eq!(resolve_start(Some(StartPosition::New), None, b), 11);
+        assert_eq!(resolve_start(None, None, b), 5);
+        assert_eq!(resolve_start(None, Some(8), b), 9);
+        assert_eq!(resolve_start(None, Some(2), b), 5);
+        assert_eq!(resolve_start(Some(StartPosition::First), Some(8), b), 5);
+    }
+
+    #[test]
+    fn start_positions_on_an_empty_subject() {
+        let empty = bounds(11, 10);
+        assert_eq!(resolve_start(Some(StartPosition::Last), None, empty), 11);
+        assert_eq!(resolve_start(Some(StartPosition::First), None, empty), 11);
+        assert_eq!(resolve_start(None, None, bounds(1, 0)), 1);
+    }
+
+    #[test]
+    fn window_bounds_what_is_sent() {
+        let mut sub = Subscription::new(1, 3, None);
+        assert_eq!(sub.sendable(bounds(1, 0)), None);
+        assert_eq!(sub.sendable(bounds(1, 10)), Some(1..=3));
+        sub.record_sent(3, 100, 30);
+        assert_eq!(sub.sendable(bounds(1, 10)), None);
+        assert_eq!(sub.deadline, Some(130));
+        assert!(sub.ack(2, 110, 30).unwrap());
+        assert_eq!(sub.sendable(bounds(1, 10)), Some(4..=5));
+        assert_eq!(sub.deadline, Some(140));
+        sub.record_sent(5, 111, 30);
+        assert_eq!(sub.deadline, Some(140), "sending more keeps the oldest deadline");
+        assert!(sub.ack(5, 120, 30).unwrap());
+        assert_eq!(sub.deadline, None);
+        assert!(sub.is_live_at(5));
+        assert!(!sub.is_live_at(6));
+    }
+
+    #[test]
+    fn acks_are_cumulative_and_checked() {
+        let mut sub = Subscription::new(10, 100, Some("c".into()));
+        assert_eq!(sub.acked, 9);
+        sub.record_sent(20, 0, 30);
+        assert!(!sub.ack(5, 1, 30).unwrap(), "old acks are repeats");
+        assert!(sub.ack(20, 1, 30).unwrap());
+        assert!(!sub.ack(20, 1, 30).unwrap());
+        let e = sub.ack(21, 1, 30).unwrap_err();
+        assert!(e.message.contains("cannot ack 21"));
+    }
+
+    #[test]
+    fn trimmed_messages_are_skipped() {
+        let mut sub = Subscription::new(1, 10, None);
+        sub.record_sent(4, 0, 30);
+        sub.skip_trimmed(bounds(3, 9));
+        assert_eq!(sub.acked, 2);
+        assert_eq!(sub.sendable(bounds(3, 9)), Some(5..=9));
+        sub.skip_trimmed(bounds(8, 9));
+        assert_eq!((sub.acked, sub.sent, sub.deadline), (7, 7, None));
+        assert_eq!(sub.sendable(bounds(8, 9)), Some(8..=9));
+    }
+
+    #[test]
+    fn unacked_messages_are_resent_then_skipped() {
+        let mut sub = Subscription::new(1, 10, None);
+        sub.record_sent(3, 0, 100);
+        assert_eq!(sub.redeliver(99, 100, 3), None);
+        assert_eq!(sub.redeliver(100, 100, 3), Some(Redelivery::Resend(1..=3)));
+        assert_eq!((sub.deliveries, sub.deadline), (2, Some(200)));
+        assert!(sub.ack(1, 150, 100).unwrap());
+        assert_eq!(sub.deliveries, 1, "progress resets the delivery count");
+        assert_eq!(sub.redeliver(250, 100, 3), Some(Redelivery::Resend(2..=3)));
+        assert_eq!(sub.redeliver(350, 100, 3), Some(Redelivery::Resend(2..=3)));
+        assert_eq!(sub.redeliver(450, 100, 3), Some(Redelivery::Skip(2..=3)));
+        assert_eq!((sub.acked, sub.deadline), (3, None));
+        assert_eq!(sub.redeliver(10_000, 100, 3), None);
+    }
+
+    #[test]
+    fn serializes_for_the_socket_attachment() {
+        let mut sub = Subscription::new(4, 50, Some("c".into()));
+        sub.record_sent(9, 5, 10);
+        let back: Subscription = serde_json::from_str(&serde_json::to_string(&sub).unwrap()).unwrap();
+        assert_eq!(back, sub);
+    }
+}
