@@ -1,0 +1,191 @@
+//! Opening a subject's WebSocket: URL, auth header, timeouts, and the `hello` frame.
+
+use crate::backoff::Backoff;
+use crate::error::{Error, Result};
+use durable_stream_protocol::frame::ServerFrame;
+use durable_stream_protocol::Seq;
+use futures_util::StreamExt;
+use reqwest::Url;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::broadcast;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// An open WebSocket to one subject.
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A change in the state of one of the client's WebSocket connections, as reported by
+/// [`Client::events`](crate::Client::events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// A connection to `subject` is being opened.
+    Connecting {
+        /// The subject the connection is for.
+        subject: String,
+    },
+    /// The connection is open and the server said hello.
+    Connected {
+        /// The subject the connection is for.
+        subject: String,
+        /// The subject's epoch as reported by the server.
+        epoch: String,
+    },
+    /// The connection was lost or could not be opened.
+    Disconnected {
+        /// The subject the connection is for.
+        subject: String,
+        /// Why, in words (including the close code when the server sent one).
+        reason: String,
+    },
+    /// The client waits `delay` before reconnect attempt number `attempt` (1-based).
+    Reconnecting {
+        /// The subject the connection is for.
+        subject: String,
+        /// Consecutive attempt number, reset by every successful connection.
+        attempt: u32,
+        /// How long the client waits before this attempt.
+        delay: Duration,
+    },
+}
+
+/// Settings shared by every connection of a [`Client`](crate::Client).
+#[derive(Debug)]
+pub(crate) struct Settings {
+    /// `http(s)://host[:port][/prefix]`, without a trailing slash.
+    pub http_base: Url,
+    /// The same with `ws(s)://`.
+    pub ws_base: Url,
+    pub api_key: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub backoff: Backoff,
+    pub max_frame_bytes: usize,
+    pub events: broadcast::Sender<ConnectionEvent>,
+}
+
+/// What the server says first on every connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hello {
+    pub last: Seq,
+    pub epoch: String,
+}
+
+/// Splits a server URL into its HTTP and WebSocket forms (`http`↔`ws`, `https`↔`wss`).
+pub(crate) fn base_urls(url: &str) -> Result<(Url, Url)> {
+    let parsed = Url::parse(url).map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))?;
+    let (http_scheme, ws_scheme) = match parsed.scheme() {
+        "http" | "ws" => ("http", "ws"),
+        "https" | "wss" => ("https", "wss"),
+        other => return Err(Error::InvalidUrl(format!("{url}: unsupported scheme {other:?} (use http or https)"))),
+    };
+    if parsed.host_str().is_none() || parsed.query().is_some() || parsed.fragment().is_some() {
+        return Err(Error::InvalidUrl(format!("{url}: expected scheme://host[:port][/path]")));
+    }
+    let rebase = |scheme: &str| -> Result<Url> {
+        let mut text = format!("{scheme}{}", &parsed.as_str()[parsed.scheme().len()..]);
+        while text.ends_with('/') {
+            text.pop();
+        }
+        Url::parse(&text).map_err(|e| Error::InvalidUrl(format!("{url}: {e}")))
+    };
+    Ok((rebase(http_scheme)?, rebase(ws_scheme)?))
+}
+
+/// `{base}/{segments...}` with each segment percent-encoded.
+pub(crate) fn endpoint<'a>(base: &Url, segments: impl IntoIterator<Item = &'a str>) -> Url {
+    let mut url = base.clone();
+    url.path_segments_mut().expect("base URLs have a host, so they can have a path").pop_if_empty().extend(segments);
+    url
+}
+
+impl Settings {
+    pub fn emit(&self, event: ConnectionEvent) {
+        // Nobody listening is fine: events are for observers.
+        let _ = self.events.send(event);
+    }
+
+    /// Opens the WebSocket for `subject` and waits for its `hello`, within the connect timeout.
+    pub async fn open(&self, subject: &str) -> Result<(Socket, Hello)> {
+        self.emit(ConnectionEvent::Connecting { subject: subject.to_owned() });
+        let opened = tokio::time::timeout(self.connect_timeout, self.open_untimed(subject))
+            .await
+            .unwrap_or(Err(Error::Timeout));
+        match &opened {
+            Ok((_, hello)) => {
+                self.emit(ConnectionEvent::Connected { subject: subject.to_owned(), epoch: hello.epoch.clone() })
+            }
+            Err(e) => self.emit(ConnectionEvent::Disconnected { subject: subject.to_owned(), reason: e.to_string() }),
+        }
+        opened
+    }
+
+    async fn open_untimed(&self, subject: &str) -> Result<(Socket, Hello)> {
+        let url = endpoint(&self.ws_base, ["v1", "stream", subject]);
+        let mut request = url.as_str().into_client_request()?;
+        if let Some(key) = &self.api_key {
+            let value = HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| Error::BadRequest("the API key contains characters not allowed in a header".into()))?;
+            request.headers_mut().insert("Authorization", value);
+        }
+        let (mut socket, _response) =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, true, None).await?;
+        loop {
+            match socket.next().await {
+                Some(Ok(WsMessage::Text(text))) => match ServerFrame::parse(&text) {
+                    Ok(ServerFrame::Hello { last, epoch, .. }) => return Ok((socket, Hello { last, epoch })),
+                    // An error before hello (e.g. the subject refused the connection).
+                    Ok(ServerFrame::Err { code, message, .. }) => return Err(Error::from_code(code, message)),
+                    _ => return Err(Error::InvalidResponse(format!("expected hello, got {text}"))),
+                },
+                Some(Ok(WsMessage::Close(frame))) => return Err(closed_error(frame.as_ref())),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(Error::Closed),
+            }
+        }
+    }
+}
+
+/// Describes a close frame for events and errors.
+pub(crate) fn close_reason(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+    match frame {
+        Some(frame) => format!("closed by server (code {}: {})", u16::from(frame.code), frame.reason),
+        None => "closed by server".to_owned(),
+    }
+}
+
+fn closed_error(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> Error {
+    Error::WebSocket(std::sync::Arc::new(tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        close_reason(frame),
+    ))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_map_to_http_and_websocket_forms() {
+        let (http, ws) = base_urls("http://127.0.0.1:8787").unwrap();
+        assert_eq!((http.as_str(), ws.as_str()), ("http://127.0.0.1:8787/", "ws://127.0.0.1:8787/"));
+        let (http, ws) = base_urls("wss://example.com/streams/").unwrap();
+        assert_eq!((http.as_str(), ws.as_str()), ("https://example.com/streams", "wss://example.com/streams"));
+        assert!(matches!(base_urls("ftp://x"), Err(Error::InvalidUrl(_))));
+        assert!(matches!(base_urls("not a url"), Err(Error::InvalidUrl(_))));
+        assert!(matches!(base_urls("http://x/?a=1"), Err(Error::InvalidUrl(_))));
+    }
+
+    #[test]
+    fn endpoints_append_encoded_segments() {
+        let (http, ws) = base_urls("https://example.com/streams").unwrap();
+        assert_eq!(endpoint(&ws, ["v1", "stream", "orders"]).as_str(), "wss://example.com/streams/v1/stream/orders");
+        let (root, _) = base_urls("http://h:1").unwrap();
+        assert_eq!(endpoint(&root, ["v1", "files", "a b", "c?"]).as_str(), "http://h:1/v1/files/a%20b/c%3F");
+        assert_eq!(endpoint(&http, ["v1"]).as_str(), "https://example.com/streams/v1");
+    }
+}

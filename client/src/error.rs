@@ -1,0 +1,225 @@
+//! The client's error type: one variant per server error code, plus transport failures.
+
+use durable_stream_protocol::ErrorCode;
+use std::sync::Arc;
+
+/// Shorthand for `Result<T, durable_stream_client::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong talking to a durable-stream server.
+///
+/// The first seven variants are the server's error codes, each carrying the server's message.
+/// Transport errors wrap their cause in an [`Arc`] so one failure can be reported to every
+/// request that was waiting on the same connection (the type is [`Clone`]).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server refused the request as malformed or out of range (`bad_request`).
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The API key is missing or wrong (`unauthorized`).
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// The subject, file or route does not exist (`not_found`).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A frame, body, batch or state object exceeds a server limit (`too_large`).
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// A compare-and-set precondition failed, or the request conflicts with the current state
+    /// (`conflict`; also HTTP 412).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The server asks the client to slow down (`rate_limited`).
+    #[error("rate limited: {0}")]
+    RateLimited(String),
+    /// The server failed (`internal`).
+    #[error("server error: {0}")]
+    Internal(String),
+    /// A local I/O operation failed (reading an upload, writing a download, the cursor file).
+    #[error("I/O error: {0}")]
+    Io(#[source] Arc<std::io::Error>),
+    /// The WebSocket connection failed.
+    #[error("WebSocket error: {0}")]
+    WebSocket(#[source] Arc<tokio_tungstenite::tungstenite::Error>),
+    /// An HTTP request failed before a response arrived.
+    #[error("HTTP error: {0}")]
+    Http(#[source] Arc<reqwest::Error>),
+    /// No reply arrived within the configured timeout. For a publish the outcome is unknown:
+    /// publishing again with the same message id is safe within the server's dedup window.
+    #[error("timed out")]
+    Timeout,
+    /// The connection closed before a reply that cannot be safely resent arrived, or the
+    /// client or subscription was closed.
+    #[error("connection closed")]
+    Closed,
+    /// The subject was wiped and recreated since this subscription (or its saved cursor) last
+    /// saw it: sequence numbers restarted and no longer mean what they did.
+    #[error("subject epoch changed from {previous:?} to {current:?}")]
+    EpochChanged {
+        /// The epoch seen before.
+        previous: String,
+        /// The epoch the server reports now.
+        current: String,
+    },
+    /// The server sent something this client does not understand.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// The server URL is not usable.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+}
+
+impl Error {
+    /// Builds the variant for a server error code.
+    pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Error {
+        let message = message.into();
+        match code {
+            ErrorCode::BadRequest => Error::BadRequest(message),
+            ErrorCode::Unauthorized => Error::Unauthorized(message),
+            ErrorCode::NotFound => Error::NotFound(message),
+            ErrorCode::TooLarge => Error::TooLarge(message),
+            ErrorCode::Conflict => Error::Conflict(message),
+            ErrorCode::RateLimited => Error::RateLimited(message),
+            ErrorCode::Internal => Error::Internal(message),
+        }
+    }
+
+    /// The server error code behind this error, if it came from the server.
+    pub fn code(&self) -> Option<ErrorCode> {
+        Some(match self {
+            Error::BadRequest(_) => ErrorCode::BadRequest,
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::NotFound(_) => ErrorCode::NotFound,
+            Error::TooLarge(_) => ErrorCode::TooLarge,
+            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::RateLimited(_) => ErrorCode::RateLimited,
+            Error::Internal(_) => ErrorCode::Internal,
+            _ => return None,
+        })
+    }
+
+    /// Whether trying again later may succeed: transport failures, timeouts, rate limiting and
+    /// server errors. Refusals (bad request, unauthorized, conflict, ...) will not change.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Error::RateLimited(_)
+                | Error::Internal(_)
+                | Error::Io(_)
+                | Error::WebSocket(_)
+                | Error::Http(_)
+                | Error::Timeout
+                | Error::Closed
+        )
+    }
+
+    /// Maps an HTTP error response (status and body `{"error":{"code","message"}}`) to an error.
+    /// Bodies without that shape (proxies, HEAD requests) fall back to the status code.
+    pub(crate) fn from_http(status: u16, body: &[u8]) -> Error {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            error: Detail,
+        }
+        #[derive(serde::Deserialize)]
+        struct Detail {
+            code: String,
+            message: String,
+        }
+        if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
+            if let Some(code) = ErrorCode::parse(&error.code) {
+                return Error::from_code(code, error.message);
+            }
+        }
+        let text = String::from_utf8_lossy(body).trim().to_string();
+        let message = if text.is_empty() { format!("HTTP status {status}") } else { format!("HTTP status {status}: {text}") };
+        let code = match status {
+            400 | 416 => ErrorCode::BadRequest,
+            401 | 403 => ErrorCode::Unauthorized,
+            404 | 410 => ErrorCode::NotFound,
+            413 => ErrorCode::TooLarge,
+            409 | 412 => ErrorCode::Conflict,
+            429 => ErrorCode::RateLimited,
+            500..=599 => ErrorCode::Internal,
+            _ => return Error::InvalidResponse(message),
+        };
+        Error::from_code(code, message)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(Arc::new(e))
+    }
+}
+
+impl From<reqwest::Error> for Error {
+    fn from(e: reqwest::Error) -> Self {
+        if e.is_timeout() {
+            return Error::Timeout;
+        }
+        Error::Http(Arc::new(e))
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for Error {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        match e {
+            // The upgrade was answered with an HTTP error: report the server's typed error.
+            WsError::Http(response) => {
+                let body = response.body().as_deref().unwrap_or_default();
+                Error::from_http(response.status().as_u16(), body)
+            }
+            WsError::ConnectionClosed | WsError::AlreadyClosed => Error::Closed,
+            WsError::Io(io) => Error::Io(Arc::new(io)),
+            other => Error::WebSocket(Arc::new(other)),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::InvalidResponse(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_error_bodies_map_to_their_code() {
+        let e = Error::from_http(409, br#"{"error":{"code":"conflict","message":"version is 3"}}"#);
+        assert!(matches!(&e, Error::Conflict(m) if m == "version is 3"), "{e:?}");
+        assert_eq!(e.code(), Some(ErrorCode::Conflict));
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn bodiless_http_errors_fall_back_to_the_status() {
+        assert!(matches!(Error::from_http(404, b""), Error::NotFound(m) if m == "HTTP status 404"));
+        assert!(matches!(Error::from_http(412, b""), Error::Conflict(_)));
+        assert!(matches!(Error::from_http(503, b"upstream down"), Error::Internal(m) if m.contains("upstream down")));
+        assert!(Error::from_http(503, b"").is_transient());
+        assert!(matches!(Error::from_http(302, b""), Error::InvalidResponse(_)));
+    }
+
+    #[test]
+    fn every_code_round_trips() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::NotFound,
+            ErrorCode::TooLarge,
+            ErrorCode::Conflict,
+            ErrorCode::RateLimited,
+            ErrorCode::Internal,
+        ] {
+            let e = Error::from_code(code, "m");
+            assert_eq!(e.code(), Some(code));
+            assert!(e.to_string().ends_with(": m"));
+        }
+        assert_eq!(Error::Timeout.code(), None);
+    }
+}

@@ -1,0 +1,113 @@
+// Runs the built Worker on real workerd (through `wrangler dev`) for tests and benchmarks.
+//
+// Each server gets its own generated wrangler config (the project's wrangler.toml without the
+// build step, with variable overrides), its own .dev.vars, a free port and a persistence
+// directory, so a test can stop workerd and start it again on the same storage.
+
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseToml } from "smol-toml";
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+export const TEST_KEY = "test-key";
+
+export function tempDir(prefix = "ds-") {
+  const base = join(ROOT, "miniflare-tests", ".tmp");
+  mkdirSync(base, { recursive: true });
+  return mkdtempSync(join(base, prefix));
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once("error", rej);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Starts the Worker. Options:
+ *   persist: directory for Durable Object and R2 storage (kept across restarts)
+ *   vars:    { NAME: "value" } overriding wrangler.toml [vars]
+ *   apiKey:  the API_KEY secret; null leaves it unset (the server must refuse everything)
+ */
+export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, log = false } = {}) {
+  const entry = join(ROOT, "build", "index.js");
+  if (!existsSync(entry)) {
+    throw new Error(`${entry} is missing: build the Worker first (bash scripts/build-worker.sh)`);
+  }
+  const config = parseToml(readFileSync(join(ROOT, "wrangler.toml"), "utf8"));
+  delete config.build;
+  config.main = entry;
+  config.vars = { ...config.vars, ...vars };
+  const configDir = tempDir("config-");
+  writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
+  writeFileSync(join(configDir, ".dev.vars"), apiKey == null ? "" : `API_KEY=${apiKey}\n`);
+  const port = await freePort();
+  const inspector = await freePort();
+  const wrangler = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
+  const child = spawn(
+    process.execPath,
+    [wrangler, "dev", "-c", join(configDir, "wrangler.json"), "--ip", "127.0.0.1", "--port", String(port),
+      "--inspector-port", String(inspector), "--persist-to", persist, "--log-level", log ? "log" : "warn", "--show-interactive-dev-session=false"],
+    {
+      cwd: configDir,
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+      stdio: ["ignore", "pipe", "pipe"],
+      detached: true,
+    },
+  );
+  let output = "";
+  const collect = (chunk) => {
+    output = (output + chunk.toString()).slice(-20000);
+    if (log) process.stderr.write(chunk);
+  };
+  child.stdout.on("data", collect);
+  child.stderr.on("data", collect);
+  let exited = false;
+  child.on("exit", () => { exited = true; });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (exited) throw new Error(`wrangler dev exited before serving:\n${output}`);
+    if (Date.now() > deadline) {
+      killGroup(child);
+      throw new Error(`wrangler dev did not serve ${url} within 60 s:\n${output}`);
+    }
+    try {
+      const res = await fetch(`${url}/health`);
+      if (res.ok) break;
+    } catch {}
+    await sleep(150);
+  }
+  return {
+    url,
+    wsUrl: url.replace(/^http/, "ws"),
+    persist,
+    output: () => output,
+    async stop() {
+      if (exited) return;
+      const done = new Promise((r) => child.once("exit", r));
+      killGroup(child);
+      await Promise.race([done, sleep(10_000)]);
+      if (!exited) killGroup(child, "SIGKILL");
+      await Promise.race([done, sleep(5_000)]);
+      rmSync(configDir, { recursive: true, force: true });
+    },
+  };
+}
+
+function killGroup(child, signal = "SIGTERM") {
+  try {
+    process.kill(-child.pid, signal);
+  } catch {}
+}

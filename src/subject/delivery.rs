@@ -1,0 +1,107 @@
+//! Sending messages to subscribers: straight from memory for a publish that live subscribers
+//! are waiting for, from storage in bounded pages for anyone catching up or owed a redelivery.
+
+use super::sessions::Session;
+use super::store::{Store, StoredMessage};
+use durable_stream_protocol::frame::{encode_messages, OutgoingMessage};
+use durable_stream_protocol::retention::StreamBounds;
+use durable_stream_protocol::{Config, Seq};
+use std::ops::RangeInclusive;
+use worker::Result;
+
+/// Messages just published, kept in memory for the subscribers that are up to date.
+pub struct Recent<'a> {
+    pub messages: Vec<OutgoingMessage<'a>>,
+    /// All of `messages` encoded once, shared by every live subscriber.
+    pub frame: String,
+}
+
+impl<'a> Recent<'a> {
+    pub fn new(messages: Vec<OutgoingMessage<'a>>) -> Self {
+        let frame = encode_messages(&messages, false);
+        Recent { messages, frame }
+    }
+
+    fn first(&self) -> Seq {
+        self.messages.first().map_or(Seq::MAX, |m| m.seq)
+    }
+
+    fn last(&self) -> Seq {
+        self.messages.last().map_or(0, |m| m.seq)
+    }
+}
+
+/// Sends a subscriber everything its window allows. Returns whether its state changed.
+pub fn pump(
+    session: &mut Session,
+    store: &Store,
+    config: &Config,
+    bounds: StreamBounds,
+    recent: Option<&Recent>,
+    now: u64,
+) -> Result<bool> {
+    let Some(sub) = session.sub.as_mut() else { return Ok(false) };
+    let before = sub.clone();
+    sub.skip_trimmed(bounds);
+    if let Some(range) = sub.sendable(bounds) {
+        let end = *range.end();
+        send_range(session, store, config, range, false, recent)?;
+        if let Some(sub) = session.sub.as_mut() {
+            sub.record_sent(end, now, config.ack_wait_ms);
+        }
+    }
+    Ok(session.sub.as_ref() != Some(&before))
+}
+
+/// Sends `range` to the session, from `recent` when it holds all of it, else from storage.
+pub fn send_range(
+    session: &Session,
+    store: &Store,
+    config: &Config,
+    range: RangeInclusive<Seq>,
+    redelivered: bool,
+    recent: Option<&Recent>,
+) -> Result<()> {
+    if let Some(recent) = recent.filter(|r| !redelivered && *range.start() >= r.first() && *range.end() <= r.last()) {
+        if *range.start() == recent.first() && *range.end() == recent.last() {
+            session.send(&recent.frame);
+        } else {
+            let from = (*range.start() - recent.first()) as usize;
+            let to = (*range.end() - recent.first()) as usize;
+            session.send(&encode_messages(&recent.messages[from..=to], false));
+        }
+        return Ok(());
+    }
+    let (mut from, to) = (*range.start(), *range.end());
+    while from <= to {
+        let page = store.read(from, to, config.replay_page_messages)?;
+        let Some(last) = page.last() else { break };
+        from = last.seq + 1;
+        for frame in pack_frames(&page, config.replay_frame_bytes, redelivered) {
+            session.send(&frame);
+        }
+    }
+    Ok(())
+}
+
+/// Packs stored messages into frames of at most `max_bytes` each (a single message larger
+/// than that still goes alone in its own frame).
+fn pack_frames(page: &[StoredMessage], max_bytes: usize, redelivered: bool) -> Vec<String> {
+    let mut frames = Vec::new();
+    let mut chunk: Vec<OutgoingMessage> = Vec::new();
+    let mut chunk_bytes = 0;
+    for message in page {
+        let size = message.data.len() + 48;
+        if !chunk.is_empty() && chunk_bytes + size > max_bytes {
+            frames.push(encode_messages(&chunk, redelivered));
+            chunk.clear();
+            chunk_bytes = 0;
+        }
+        chunk.push(OutgoingMessage { seq: message.seq, ts: message.ts, data: &message.data });
+        chunk_bytes += size;
+    }
+    if !chunk.is_empty() {
+        frames.push(encode_messages(&chunk, redelivered));
+    }
+    frames
+}

@@ -1,0 +1,235 @@
+//! The per-subject Durable Object: a thin shell that feeds storage and sockets to the
+//! decisions in the `protocol` crate.
+
+mod delivery;
+mod ops;
+mod sessions;
+mod store;
+
+use crate::http::{self, Failure};
+use delivery::pump;
+use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
+use durable_stream_protocol::subscription::Redelivery;
+use durable_stream_protocol::{dedup, Config, ErrorCode, ProtocolError};
+use sessions::Sessions;
+use std::cell::RefCell;
+use store::{Meta, Store};
+use worker::{
+    console_error, durable_object, Date, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    WebSocketIncomingMessage, WebSocketPair,
+};
+
+#[durable_object]
+pub struct Subject {
+    state: State,
+    env: Env,
+    core: RefCell<Option<Core>>,
+    /// The alarm time last set or read (ms since the epoch); outer None = not known yet.
+    alarm_at: RefCell<Option<Option<u64>>>,
+}
+
+/// Everything an operation needs: limits, storage, counters and connected sockets.
+pub(crate) struct Core {
+    pub config: Config,
+    pub store: Store,
+    pub meta: Meta,
+    pub sessions: Sessions,
+}
+
+fn now_ms() -> u64 {
+    Date::now().as_millis()
+}
+
+/// Random hex for epochs and connection ids (uniqueness, not secrecy, is what they need).
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", (js_sys::Math::random() * 256.0) as u8)).collect()
+}
+
+impl Core {
+    /// Wakes the subscriptions whose window allows more and sends them what is stored.
+    fn pump_all(&mut self, now: u64) -> Result<()> {
+        let bounds = self.meta.bounds();
+        for (_, session) in self.sessions.subscribed_mut() {
+            if pump(session, &self.store, &self.config, bounds, None, now)? {
+                session.save();
+            }
+        }
+        Ok(())
+    }
+
+    /// When the object next has work to do on its own: a redelivery, an age-based trim, or
+    /// forgetting idempotency keys.
+    fn next_wakeup(&self) -> Result<Option<u64>> {
+        let mut candidates = vec![self.sessions.earliest_deadline()];
+        if self.config.retention_max_age_ms > 0 {
+            candidates.push(self.store.oldest_ts()?.map(|ts| ts + self.config.retention_max_age_ms));
+        }
+        candidates.push(self.store.oldest_dedup_ts()?.map(|ts| ts + self.config.dedup_window_ms + 1));
+        Ok(candidates.into_iter().flatten().min())
+    }
+
+    /// Redelivers or skips what has waited too long for an ack, and applies age retention.
+    fn on_alarm(&mut self, now: u64) -> Result<()> {
+        ops::publish::enforce_retention(self, now)?;
+        self.store.dedup_prune(dedup::expiry_cutoff(now, self.config.dedup_window_ms))?;
+        let bounds = self.meta.bounds();
+        for (_, session) in self.sessions.subscribed_mut() {
+            let Some(sub) = session.sub.as_mut() else { continue };
+            sub.skip_trimmed(bounds);
+            match sub.redeliver(now, self.config.ack_wait_ms, self.config.max_deliver) {
+                Some(Redelivery::Resend(range)) => {
+                    delivery::send_range(session, &self.store, &self.config, range, true, None)?;
+                }
+                Some(Redelivery::Skip(range)) => {
+                    if let Some(consumer) = sub.consumer.as_deref() {
+                        self.store.set_consumer_acked(consumer, *range.end(), now)?;
+                    }
+                    session.send(&encode_skipped(*range.start(), *range.end()));
+                }
+                None => {}
+            }
+            session.save();
+        }
+        self.pump_all(now)
+    }
+}
+
+impl Subject {
+    /// Loads the subject's storage and sockets on the first event after a (re)start.
+    fn with_core<T>(&self, subject: Option<&str>, f: impl FnOnce(&mut Core) -> T) -> Result<T> {
+        let mut slot = self.core.borrow_mut();
+        if slot.is_none() {
+            let config = Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
+                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let (store, meta) = Store::open(self.state.storage().sql(), subject.unwrap_or_default(), || random_hex(8))?;
+            *slot = Some(Core { config, store, meta, sessions: Sessions::load(&self.state) });
+        }
+        Ok(f(slot.as_mut().expect("core was just loaded")))
+    }
+
+    /// Makes sure an alarm fires no later than `wanted`.
+    async fn schedule(&self, wanted: Option<u64>) -> Result<()> {
+        let Some(wanted) = wanted else { return Ok(()) };
+        let known = *self.alarm_at.borrow();
+        let current = match known {
+            Some(current) => current,
+            None => self.state.storage().get_alarm().await?.map(|t| t.max(0) as u64),
+        };
+        if current.is_none_or(|current| wanted < current) {
+            let offset = wanted.saturating_sub(now_ms()) as i64;
+            self.state.storage().set_alarm(offset).await?;
+            *self.alarm_at.borrow_mut() = Some(Some(wanted));
+        } else {
+            *self.alarm_at.borrow_mut() = Some(current);
+        }
+        Ok(())
+    }
+
+    fn accept_websocket(&self, subject: &str) -> std::result::Result<Response, Failure> {
+        let hello = self.with_core(Some(subject), |core| {
+            if core.sessions.len() >= core.config.max_connections {
+                return Err(ProtocolError::new(
+                    ErrorCode::RateLimited,
+                    format!("subject has reached its limit of {} connections", core.config.max_connections),
+                ));
+            }
+            Ok(encode_hello(&core.meta.subject, core.meta.last_seq, &core.meta.epoch))
+        })??;
+        let pair = WebSocketPair::new()?;
+        let conn = random_hex(12);
+        self.state.accept_websocket_with_tags(&pair.server, &[&conn]);
+        self.with_core(None, |core| core.sessions.insert(conn, pair.server.clone()))?;
+        pair.server.send_with_str(hello)?;
+        Ok(Response::from_websocket(pair.client)?)
+    }
+
+    async fn handle_fetch(&self, req: Request) -> std::result::Result<Response, Failure> {
+        let path = req.path();
+        let mut segments = path.trim_start_matches('/').split('/').skip(2);
+        let subject = segments.next().unwrap_or_default().to_string();
+        let rest: Vec<&str> = segments.collect();
+        let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
+        if rest.is_empty() && upgrade.eq_ignore_ascii_case("websocket") {
+            return self.accept_websocket(&subject);
+        }
+        Err(ProtocolError::not_found(format!("no route for {path}")).into())
+    }
+}
+
+impl DurableObject for Subject {
+    fn new(state: State, env: Env) -> Self {
+        Subject { state, env, core: RefCell::new(None), alarm_at: RefCell::new(None) }
+    }
+
+    async fn fetch(&self, req: Request) -> Result<Response> {
+        Ok(http::or_error_response(self.handle_fetch(req).await))
+    }
+
+    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
+        let Some(conn) = Sessions::conn_id(&self.state, &ws) else { return Ok(()) };
+        // With an alarm pending, only a nearer redelivery deadline can need an earlier one.
+        let alarm_pending = matches!(*self.alarm_at.borrow(), Some(Some(_)));
+        let wakeup = self.with_core(None, |core| {
+            let now = now_ms();
+            let outcome = match message {
+                WebSocketIncomingMessage::String(text) => parse_client_frame(&text, &core.config)
+                    .map_err(|e| (e.id, Failure::Client(e.error)))
+                    .and_then(|frame| {
+                        let id = frame.id().cloned();
+                        ops::run(core, &conn, frame, now).map_err(|e| (id, e))
+                    }),
+                WebSocketIncomingMessage::Binary(_) => Err((
+                    None,
+                    Failure::Client(ProtocolError::bad_request("binary frames are not supported; send JSON text")),
+                )),
+            };
+            if let Err((id, failure)) = outcome {
+                let error = match failure {
+                    Failure::Client(error) => error,
+                    Failure::Internal(error) => {
+                        console_error!("internal error: {error}");
+                        ProtocolError::internal()
+                    }
+                };
+                let _ = ws.send_with_str(encode_error(id.as_ref(), &error));
+            }
+            if alarm_pending {
+                Ok(core.sessions.earliest_deadline())
+            } else {
+                core.next_wakeup()
+            }
+        })??;
+        self.schedule(wakeup).await
+    }
+
+    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _was_clean: bool) -> Result<()> {
+        if let Some(conn) = Sessions::conn_id(&self.state, &ws) {
+            self.with_core(None, |core| core.sessions.remove(&conn))?;
+        }
+        // Complete the closing handshake; codes the peer may not echo become a normal close.
+        let code = match code as u16 {
+            1000 | 1001 | 1003 | 1007..=1014 | 3000..=4999 => code as u16,
+            _ => 1000,
+        };
+        let _ = ws.close(Some(code), Some("closed"));
+        Ok(())
+    }
+
+    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
+        if let Some(conn) = Sessions::conn_id(&self.state, &ws) {
+            self.with_core(None, |core| core.sessions.remove(&conn))?;
+        }
+        Ok(())
+    }
+
+    async fn alarm(&self) -> Result<Response> {
+        *self.alarm_at.borrow_mut() = Some(None);
+        let wakeup = self.with_core(None, |core| {
+            core.on_alarm(now_ms())?;
+            core.next_wakeup()
+        })??;
+        self.schedule(wakeup).await?;
+        Response::ok("")
+    }
+}
+

@@ -1,0 +1,120 @@
+//! `pub`: dedup, sequence, store, enforce retention, then fan out to live subscribers.
+
+use super::super::delivery::{pump, Recent};
+use super::super::Core;
+use super::reply_to;
+use crate::http::Failure;
+use durable_stream_protocol::dedup::{self, DedupDecision, DedupRecord};
+use durable_stream_protocol::frame::{encode_ok, OutgoingMessage, Payload};
+use durable_stream_protocol::{retention, sequence, RequestId, Seq};
+use serde_json::json;
+use worker::Result;
+
+/// What a publish produced.
+pub struct Published {
+    pub first: Seq,
+    pub last: Seq,
+    pub ts: u64,
+    pub duplicate: bool,
+}
+
+impl Published {
+    /// The reply fields: `seq` (and `last` for a batch, `duplicate` when deduplicated).
+    pub fn reply_fields(&self, batch: bool) -> serde_json::Value {
+        let mut fields = json!({ "seq": self.first });
+        if batch {
+            fields["last"] = self.last.into();
+        }
+        if self.duplicate {
+            fields["duplicate"] = true.into();
+        }
+        fields
+    }
+}
+
+pub fn over_websocket(
+    core: &mut Core,
+    conn: &str,
+    id: Option<&RequestId>,
+    payload: &Payload,
+    msg_id: Option<&str>,
+    now: u64,
+) -> std::result::Result<(), Failure> {
+    let messages: Vec<&str> = payload.messages().iter().map(|m| m.get()).collect();
+    let published = store(core, &messages, msg_id, now)?;
+    reply_to(core, conn, &encode_ok(id, published.reply_fields(matches!(payload, Payload::Batch(_)))));
+    if !published.duplicate {
+        fan_out(core, &published, &messages, now)?;
+    }
+    Ok(())
+}
+
+/// Stores `messages` durably (or recognises a duplicate `msg_id`) and applies retention.
+pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64) -> std::result::Result<Published, Failure> {
+    if let Some(msg_id) = msg_id {
+        if let DedupDecision::Duplicate { first, last } =
+            dedup::decide(core.store.dedup_get(msg_id)?, now, core.config.dedup_window_ms)
+        {
+            return Ok(Published { first, last, ts: now, duplicate: true });
+        }
+    }
+    let (first, last) = sequence::assign(core.meta.last_seq, messages.len())?;
+    // Timestamps never go backwards, even if the clock does.
+    let ts = now.max(core.meta.last_ts);
+    core.store.append(&mut core.meta, first, last, ts, messages)?;
+    if let Some(msg_id) = msg_id {
+        core.store.dedup_prune(dedup::expiry_cutoff(now, core.config.dedup_window_ms))?;
+        core.store.dedup_put(msg_id, DedupRecord { first, last, ts: now })?;
+    }
+    enforce_retention(core, now)?;
+    Ok(Published { first, last, ts, duplicate: false })
+}
+
+/// Sends freshly stored messages to every subscriber whose window allows it.
+pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u64) -> Result<()> {
+    let recent = Recent::new(
+        messages
+            .iter()
+            .zip(published.first..=published.last)
+            .map(|(data, seq)| OutgoingMessage { seq, ts: published.ts, data })
+            .collect(),
+    );
+    let bounds = core.meta.bounds();
+    for (_, session) in core.sessions.subscribed_mut() {
+        if pump(session, &core.store, &core.config, bounds, Some(&recent), now)? {
+            session.save();
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the oldest messages beyond the count, age and byte limits.
+pub fn enforce_retention(core: &mut Core, now: u64) -> Result<()> {
+    let bounds = core.meta.bounds();
+    if bounds.is_empty() {
+        return Ok(());
+    }
+    let mut upto = retention::count_cutoff(bounds, &core.config);
+    if let Some(cutoff) = retention::age_cutoff(now, &core.config) {
+        let expired_upto = match core.store.first_seq_since(cutoff)? {
+            Some(seq) => seq - 1,
+            None => bounds.last,
+        };
+        if expired_upto >= bounds.first {
+            upto = upto.max(Some(expired_upto));
+        }
+    }
+    if let Some(upto) = upto {
+        core.store.delete_upto(&mut core.meta, upto)?;
+    }
+    const SIZE_PAGE: usize = 1000;
+    loop {
+        let excess = retention::excess_bytes(core.meta.bytes, &core.config);
+        if excess == 0 {
+            return Ok(());
+        }
+        let oldest = core.store.oldest_sizes(core.meta.first_seq - 1, SIZE_PAGE)?;
+        let (Some(cutoff), _) = retention::bytes_cutoff(excess, oldest) else { return Ok(()) };
+        core.store.delete_upto(&mut core.meta, cutoff)?;
+    }
+}

@@ -1,0 +1,88 @@
+//! `sub`, `ack` and `unsub`: one subscription per connection, flow-controlled by its window.
+
+use super::super::delivery::pump;
+use super::super::Core;
+use super::reply_to;
+use crate::http::Failure;
+use durable_stream_protocol::frame::{encode_error, encode_ok};
+use durable_stream_protocol::subscription::resolve_start;
+use durable_stream_protocol::{ProtocolError, RequestId, Seq, StartPosition, Subscription};
+use serde_json::json;
+
+pub fn subscribe(
+    core: &mut Core,
+    conn: &str,
+    id: Option<&RequestId>,
+    from: Option<StartPosition>,
+    consumer: Option<String>,
+    window: Option<u32>,
+    now: u64,
+) -> Result<(), Failure> {
+    if core.sessions.get_mut(conn).is_some_and(|s| s.sub.is_some()) {
+        return Err(ProtocolError::conflict("this connection already has a subscription; unsub first").into());
+    }
+    let bounds = core.meta.bounds();
+    let stored_position = match consumer.as_deref() {
+        Some(name) => core.store.consumer_acked(name)?,
+        None => None,
+    };
+    let start = resolve_start(from, stored_position, bounds);
+    if let Some(name) = consumer.as_deref() {
+        // An explicit `from` (or a new consumer) sets the durable position.
+        if from.is_some() || stored_position.is_none() {
+            core.store.set_consumer_acked(name, start - 1, now)?;
+        }
+        take_over_consumer(core, conn, name);
+    }
+    let window = window.unwrap_or(core.config.default_window);
+    let Some(session) = core.sessions.get_mut(conn) else { return Ok(()) };
+    session.sub = Some(Subscription::new(start, window, consumer));
+    session.send(&encode_ok(id, json!({ "first": bounds.first, "last": bounds.last, "from": start })));
+    pump(session, &core.store, &core.config, bounds, None, now)?;
+    session.save();
+    Ok(())
+}
+
+/// A durable consumer is delivered to one connection at a time: the newest subscriber wins
+/// (a client reconnecting after a network drop must not wait for its old socket to time out).
+fn take_over_consumer(core: &mut Core, conn: &str, name: &str) {
+    for (other, session) in core.sessions.subscribed_mut() {
+        if other != conn && session.sub.as_ref().and_then(|s| s.consumer.as_deref()) == Some(name) {
+            session.sub = None;
+            session.save();
+            session.send(&encode_error(
+                None,
+                &ProtocolError::conflict(format!("consumer {name:?} was taken over by another connection")),
+            ));
+        }
+    }
+}
+
+pub fn ack(core: &mut Core, conn: &str, id: Option<&RequestId>, seq: Seq, now: u64) -> Result<(), Failure> {
+    let bounds = core.meta.bounds();
+    let Some(session) = core.sessions.get_mut(conn) else { return Ok(()) };
+    let Some(sub) = session.sub.as_mut() else {
+        return Err(ProtocolError::bad_request("nothing to ack: this connection has no subscription").into());
+    };
+    if sub.ack(seq, now, core.config.ack_wait_ms)? {
+        if let Some(consumer) = sub.consumer.as_deref() {
+            core.store.set_consumer_acked(consumer, sub.acked, now)?;
+        }
+        pump(session, &core.store, &core.config, bounds, None, now)?;
+        session.save();
+    }
+    if id.is_some() {
+        reply_to(core, conn, &encode_ok(id, json!({})));
+    }
+    Ok(())
+}
+
+/// Ends the subscription. Unacked messages are not redelivered; a durable consumer keeps its
+/// acknowledged position for the next `sub`.
+pub fn unsubscribe(core: &mut Core, conn: &str, id: Option<&RequestId>) -> Result<String, Failure> {
+    if let Some(session) = core.sessions.get_mut(conn) {
+        session.sub = None;
+        session.save();
+    }
+    Ok(encode_ok(id, json!({})))
+}

@@ -1,0 +1,85 @@
+//! Connected sockets and their subscriptions. The subscription state is written to the socket's
+//! attachment on every change, so it survives the object hibernating; this map is the
+//! in-memory index, rebuilt from the attachments when the object wakes up.
+
+use durable_stream_protocol::Subscription;
+use std::collections::HashMap;
+use worker::{console_error, State, WebSocket};
+
+pub struct Session {
+    pub ws: WebSocket,
+    pub sub: Option<Subscription>,
+}
+
+impl Session {
+    /// Persists the subscription into the socket's attachment.
+    pub fn save(&self) {
+        let encoded = serde_json::to_string(&self.sub).unwrap_or_else(|_| "null".into());
+        if let Err(e) = self.ws.serialize_attachment(encoded) {
+            console_error!("could not save subscription state: {e}");
+        }
+    }
+
+    /// Sends a frame; a socket that is already closing is cleaned up by its close event.
+    pub fn send(&self, frame: &str) {
+        let _ = self.ws.send_with_str(frame);
+    }
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    by_conn: HashMap<String, Session>,
+}
+
+impl Sessions {
+    /// Rebuilds the index from the sockets the runtime still holds for this object.
+    pub fn load(state: &State) -> Sessions {
+        let mut sessions = Sessions::default();
+        for ws in state.get_websockets() {
+            let Some(conn) = state.get_tags(&ws).into_iter().next() else { continue };
+            let sub = ws
+                .deserialize_attachment::<String>()
+                .ok()
+                .flatten()
+                .and_then(|text| serde_json::from_str::<Option<Subscription>>(&text).ok())
+                .flatten();
+            sessions.by_conn.insert(conn, Session { ws, sub });
+        }
+        sessions
+    }
+
+    pub fn conn_id(state: &State, ws: &WebSocket) -> Option<String> {
+        state.get_tags(ws).into_iter().next()
+    }
+
+    pub fn insert(&mut self, conn: String, ws: WebSocket) {
+        let session = Session { ws, sub: None };
+        session.save();
+        self.by_conn.insert(conn, session);
+    }
+
+    pub fn remove(&mut self, conn: &str) -> Option<Session> {
+        self.by_conn.remove(conn)
+    }
+
+    pub fn get_mut(&mut self, conn: &str) -> Option<&mut Session> {
+        self.by_conn.get_mut(conn)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_conn.len()
+    }
+
+    pub fn subscribed_mut(&mut self) -> impl Iterator<Item = (&String, &mut Session)> {
+        self.by_conn.iter_mut().filter(|(_, s)| s.sub.is_some())
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.by_conn.values().filter(|s| s.sub.is_some()).count()
+    }
+
+    /// The earliest redelivery deadline among the subscriptions.
+    pub fn earliest_deadline(&self) -> Option<u64> {
+        self.by_conn.values().filter_map(|s| s.sub.as_ref()?.deadline).min()
+    }
+}

@@ -1,0 +1,297 @@
+//! The subject's SQLite storage. Synchronous: every write made within one event commits
+//! atomically, and replies sent in that event are held by the runtime until the commit is
+//! durable, so an `ok` always means "stored".
+
+use durable_stream_protocol::dedup::DedupRecord;
+use durable_stream_protocol::retention::StreamBounds;
+use durable_stream_protocol::Seq;
+use worker::{SqlStorage, SqlStorageValue, Result};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  subject TEXT NOT NULL,
+  epoch TEXT NOT NULL,
+  last_seq INTEGER NOT NULL,
+  first_seq INTEGER NOT NULL,
+  bytes INTEGER NOT NULL,
+  last_ts INTEGER NOT NULL,
+  state TEXT,
+  state_version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS dedup (
+  msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dedup_by_ts ON dedup (ts);
+CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, acked INTEGER NOT NULL, updated INTEGER NOT NULL);
+";
+
+/// The subject's counters. The sequence counter lives here, apart from the messages, so that
+/// trimming every message never resets it.
+#[derive(Debug, Clone)]
+pub struct Meta {
+    pub subject: String,
+    pub epoch: String,
+    pub last_seq: Seq,
+    pub first_seq: Seq,
+    pub bytes: u64,
+    /// Timestamps never go backwards, so age-based retention can trim from the front.
+    pub last_ts: u64,
+    pub state_version: u64,
+}
+
+impl Meta {
+    pub fn bounds(&self) -> StreamBounds {
+        StreamBounds { first: self.first_seq, last: self.last_seq }
+    }
+}
+
+/// A stored message, data as the published JSON text.
+pub struct StoredMessage {
+    pub seq: Seq,
+    pub ts: u64,
+    pub data: String,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    sql: SqlStorage,
+}
+
+fn int(value: u64) -> SqlStorageValue {
+    SqlStorageValue::Integer(value as i64)
+}
+
+fn as_u64(value: &SqlStorageValue) -> u64 {
+    match value {
+        SqlStorageValue::Integer(i) => (*i).max(0) as u64,
+        SqlStorageValue::Float(f) => f.max(0.0) as u64,
+        _ => 0,
+    }
+}
+
+fn into_string(value: SqlStorageValue) -> Option<String> {
+    match value {
+        SqlStorageValue::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// Opens the schema and loads the counters, creating them for a new subject.
+    pub fn open(sql: SqlStorage, subject: &str, new_epoch: impl FnOnce() -> String) -> Result<(Store, Meta)> {
+        let store = Store { sql };
+        store.sql.exec(SCHEMA, None)?;
+        let meta = match store.load_meta()? {
+            Some(meta) => meta,
+            None => store.create_meta(subject, new_epoch())?,
+        };
+        Ok((store, meta))
+    }
+
+    fn create_meta(&self, subject: &str, epoch: String) -> Result<Meta> {
+        self.sql.exec(
+            "INSERT INTO meta (id, subject, epoch, last_seq, first_seq, bytes, last_ts, state, state_version)
+             VALUES (1, ?, ?, 0, 1, 0, 0, NULL, 0)",
+            vec![subject.into(), epoch.as_str().into()],
+        )?;
+        Ok(Meta { subject: subject.into(), epoch, last_seq: 0, first_seq: 1, bytes: 0, last_ts: 0, state_version: 0 })
+    }
+
+    fn load_meta(&self) -> Result<Option<Meta>> {
+        let row = self
+            .sql
+            .exec("SELECT subject, epoch, last_seq, first_seq, bytes, last_ts, state_version FROM meta WHERE id = 1", None)?
+            .raw()
+            .next()
+            .transpose()?;
+        Ok(row.map(|row| {
+            let mut values = row.into_iter();
+            let mut next = || values.next().unwrap_or(SqlStorageValue::Null);
+            Meta {
+                subject: into_string(next()).unwrap_or_default(),
+                epoch: into_string(next()).unwrap_or_default(),
+                last_seq: as_u64(&next()),
+                first_seq: as_u64(&next()),
+                bytes: as_u64(&next()),
+                last_ts: as_u64(&next()),
+                state_version: as_u64(&next()),
+            }
+        }))
+    }
+
+    fn save_counters(&self, meta: &Meta) -> Result<()> {
+        self.sql.exec(
+            "UPDATE meta SET last_seq = ?, first_seq = ?, bytes = ?, last_ts = ? WHERE id = 1",
+            vec![int(meta.last_seq), int(meta.first_seq), int(meta.bytes), int(meta.last_ts)],
+        )?;
+        Ok(())
+    }
+
+    /// Stores messages `first..=last` (already assigned) with one timestamp.
+    pub fn append(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[&str]) -> Result<()> {
+        debug_assert_eq!((last - first + 1) as usize, messages.len());
+        if let [one] = messages {
+            self.sql.exec(
+                "INSERT INTO messages (seq, ts, data) VALUES (?, ?, ?)",
+                vec![int(first), int(ts), (*one).into()],
+            )?;
+        } else {
+            // One statement for the whole batch: the payloads travel as a JSON array of strings
+            // (the verbatim JSON texts), which keeps each message byte for byte as published.
+            let texts = serde_json::to_string(messages).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            self.sql.exec(
+                "INSERT INTO messages (seq, ts, data) SELECT ? + key, ?, value FROM json_each(?)",
+                vec![int(first), int(ts), texts.into()],
+            )?;
+        }
+        if meta.first_seq > meta.last_seq {
+            meta.first_seq = first;
+        }
+        meta.last_seq = last;
+        meta.last_ts = ts;
+        meta.bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
+        self.save_counters(meta)
+    }
+
+    /// Messages `from..=to`, at most `limit` of them, in order.
+    pub fn read(&self, from: Seq, to: Seq, limit: usize) -> Result<Vec<StoredMessage>> {
+        let cursor = self.sql.exec(
+            "SELECT seq, ts, data FROM messages WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+            vec![int(from), int(to), int(limit as u64)],
+        )?;
+        let mut out = Vec::new();
+        for row in cursor.raw() {
+            let mut values = row?.into_iter();
+            let (Some(seq), Some(ts), Some(data)) = (values.next(), values.next(), values.next()) else {
+                continue;
+            };
+            out.push(StoredMessage { seq: as_u64(&seq), ts: as_u64(&ts), data: into_string(data).unwrap_or_default() });
+        }
+        Ok(out)
+    }
+
+    /// Deletes every message with `seq <= upto`; returns how many went.
+    pub fn delete_upto(&self, meta: &mut Meta, upto: Seq) -> Result<u64> {
+        let row = self
+            .sql
+            .exec(
+                "SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM messages WHERE seq <= ?",
+                vec![int(upto)],
+            )?
+            .raw()
+            .next()
+            .transpose()?
+            .unwrap_or_default();
+        let (deleted, bytes) = (as_u64(row.first().unwrap_or(&SqlStorageValue::Null)), as_u64(row.get(1).unwrap_or(&SqlStorageValue::Null)));
+        self.sql.exec("DELETE FROM messages WHERE seq <= ?", vec![int(upto)])?;
+        meta.first_seq = meta.first_seq.max(upto + 1);
+        meta.bytes = meta.bytes.saturating_sub(bytes);
+        self.save_counters(meta)?;
+        Ok(deleted)
+    }
+
+    /// The oldest messages' `(seq, size in bytes)`, for byte-based retention.
+    pub fn oldest_sizes(&self, after: Seq, limit: usize) -> Result<Vec<(Seq, u64)>> {
+        let cursor = self.sql.exec(
+            "SELECT seq, length(CAST(data AS BLOB)) FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+            vec![int(after), int(limit as u64)],
+        )?;
+        cursor
+            .raw()
+            .map(|row| row.map(|r| (as_u64(&r[0]), as_u64(&r[1]))))
+            .collect()
+    }
+
+    /// The oldest message's timestamp.
+    pub fn oldest_ts(&self) -> Result<Option<u64>> {
+        let row = self.sql.exec("SELECT ts FROM messages ORDER BY seq LIMIT 1", None)?.raw().next().transpose()?;
+        Ok(row.map(|r| as_u64(&r[0])))
+    }
+
+    /// The first sequence published at or after `ts` (None when every message is older).
+    pub fn first_seq_since(&self, ts: u64) -> Result<Option<Seq>> {
+        let row = self
+            .sql
+            .exec("SELECT seq FROM messages WHERE ts >= ? ORDER BY seq LIMIT 1", vec![int(ts)])?
+            .raw()
+            .next()
+            .transpose()?;
+        Ok(row.map(|r| as_u64(&r[0])))
+    }
+
+    pub fn dedup_get(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
+        let row = self
+            .sql
+            .exec("SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?", vec![msg_id.into()])?
+            .raw()
+            .next()
+            .transpose()?;
+        Ok(row.map(|r| DedupRecord { first: as_u64(&r[0]), last: as_u64(&r[1]), ts: as_u64(&r[2]) }))
+    }
+
+    pub fn dedup_put(&self, msg_id: &str, record: DedupRecord) -> Result<()> {
+        self.sql.exec(
+            "INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts) VALUES (?, ?, ?, ?)",
+            vec![msg_id.into(), int(record.first), int(record.last), int(record.ts)],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets idempotency keys older than `cutoff`.
+    pub fn dedup_prune(&self, cutoff: u64) -> Result<()> {
+        self.sql.exec("DELETE FROM dedup WHERE ts < ?", vec![int(cutoff)])?;
+        Ok(())
+    }
+
+    pub fn oldest_dedup_ts(&self) -> Result<Option<u64>> {
+        let row = self.sql.exec("SELECT min(ts) FROM dedup", None)?.raw().next().transpose()?;
+        Ok(row.and_then(|r| match r[0] {
+            SqlStorageValue::Null => None,
+            ref v => Some(as_u64(v)),
+        }))
+    }
+
+    pub fn consumer_acked(&self, name: &str) -> Result<Option<Seq>> {
+        let row = self
+            .sql
+            .exec("SELECT acked FROM consumers WHERE name = ?", vec![name.into()])?
+            .raw()
+            .next()
+            .transpose()?;
+        Ok(row.map(|r| as_u64(&r[0])))
+    }
+
+    pub fn set_consumer_acked(&self, name: &str, acked: Seq, now: u64) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO consumers (name, acked, updated) VALUES (?, ?, ?)
+             ON CONFLICT (name) DO UPDATE SET acked = excluded.acked, updated = excluded.updated",
+            vec![name.into(), int(acked), int(now)],
+        )?;
+        Ok(())
+    }
+
+    pub fn consumer_count(&self) -> Result<u64> {
+        let row = self.sql.exec("SELECT count(*) FROM consumers", None)?.raw().next().transpose()?;
+        Ok(row.map_or(0, |r| as_u64(&r[0])))
+    }
+
+    /// The state document (JSON text) and its version; version 0 means never written.
+    pub fn state(&self) -> Result<(Option<String>, u64)> {
+        let row = self.sql.exec("SELECT state, state_version FROM meta WHERE id = 1", None)?.raw().next().transpose()?;
+        Ok(row.map_or((None, 0), |mut r| {
+            let version = as_u64(&r[1]);
+            (into_string(std::mem::replace(&mut r[0], SqlStorageValue::Null)), version)
+        }))
+    }
+
+    pub fn set_state(&self, meta: &mut Meta, state: &str, version: u64) -> Result<()> {
+        self.sql.exec(
+            "UPDATE meta SET state = ?, state_version = ? WHERE id = 1",
+            vec![state.into(), int(version)],
+        )?;
+        meta.state_version = version;
+        Ok(())
+    }
+}
