@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Runs every test: the pure crates natively, then the built Worker on real workerd.
+# On a fresh machine it first installs what is missing (npm packages, worker-build,
+# wasm-bindgen-cli, the wasm32 target or its Debian fallback).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
+( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
+
+echo "== native tests (protocol, client) =="
+cargo test -p durable-stream-protocol -p durable-stream-client
+
+echo "== Worker on workerd (miniflare-tests) =="
+node_modules/.bin/node --test --test-concurrency=1 --test-reporter=spec miniflare-tests/
