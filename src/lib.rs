@@ -4,6 +4,7 @@
 //! subject's Durable Object ([`subject::Subject`]); the decisions live in the `protocol` crate.
 
 mod auth;
+mod files;
 mod http;
 mod subject;
 
@@ -32,6 +33,10 @@ async fn route(req: Request, env: Env) -> std::result::Result<Response, http::Fa
                 "protocol": PROTOCOL_VERSION,
             }),
         )?);
+    }
+    if path == "/v1/files" || path.starts_with("/v1/files/") {
+        auth::require_api_key(&req, &env)?;
+        return files::handle(req, &env).await;
     }
     let Some(rest) = path.strip_prefix("/v1/stream/") else {
         return Err(ProtocolError::not_found(format!("no route for {path}")).into());

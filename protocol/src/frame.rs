@@ -360,6 +360,24 @@ pub fn encode_messages(messages: &[OutgoingMessage], redelivered: bool) -> Strin
     out
 }
 
+/// One page of stored messages for the HTTP API: `{"messages":[…],"next":K,"last":L}`, where
+/// `next` is the sequence to ask for next and `last` the newest stored.
+pub fn encode_page(messages: &[OutgoingMessage], next: Seq, last: Seq) -> String {
+    let size: usize = messages.iter().map(|m| m.data.len() + 48).sum();
+    let mut out = String::with_capacity(size + 64);
+    out.push_str("{\"messages\":[");
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('{');
+        message.write_fields(&mut out, false);
+        out.push('}');
+    }
+    out.push_str(&format!("],\"next\":{next},\"last\":{last}}}"));
+    out
+}
+
 /// `{"op":"skipped","first":F,"last":L}`: messages that reached the max-deliver count without
 /// an ack; the subscription moves past them.
 pub fn encode_skipped(first: Seq, last: Seq) -> String {
@@ -581,5 +599,13 @@ mod tests {
         assert_eq!(messages.len(), 2);
         assert_eq!(messages[1], Message { seq: 3, ts: 12, data: json!("x"), redelivered: true });
         assert_eq!(ServerFrame::parse(&encode_skipped(4, 9)).unwrap(), ServerFrame::Skipped { first: 4, last: 9 });
+        let page: serde_json::Value = serde_json::from_str(&encode_page(
+            &[OutgoingMessage { seq: 7, ts: 1, data: "[1]" }, OutgoingMessage { seq: 8, ts: 2, data: "{}" }],
+            9,
+            12,
+        ))
+        .unwrap();
+        assert_eq!(page, json!({ "messages": [{ "seq": 7, "ts": 1, "data": [1] }, { "seq": 8, "ts": 2, "data": {} }], "next": 9, "last": 12 }));
+        assert_eq!(encode_page(&[], 3, 2), r#"{"messages":[],"next":3,"last":2}"#);
     }
 }

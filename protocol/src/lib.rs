@@ -9,6 +9,7 @@ pub mod config;
 pub mod dedup;
 pub mod error;
 pub mod frame;
+pub mod http_params;
 pub mod retention;
 pub mod sequence;
 pub mod state;

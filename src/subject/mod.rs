@@ -2,6 +2,7 @@
 //! decisions in the `protocol` crate.
 
 mod delivery;
+mod http_api;
 mod ops;
 mod sessions;
 mod store;
@@ -34,6 +35,8 @@ pub(crate) struct Core {
     pub store: Store,
     pub meta: Meta,
     pub sessions: Sessions,
+    /// Long-polling HTTP reads waiting for the next publish.
+    pub waiters: Vec<futures_channel::oneshot::Sender<()>>,
 }
 
 fn now_ms() -> u64 {
@@ -102,9 +105,19 @@ impl Subject {
             let config = Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
                 .map_err(|e| worker::Error::RustError(e.to_string()))?;
             let (store, meta) = Store::open(self.state.storage().sql(), subject.unwrap_or_default(), || random_hex(8))?;
-            *slot = Some(Core { config, store, meta, sessions: Sessions::load(&self.state) });
+            *slot = Some(Core { config, store, meta, sessions: Sessions::load(&self.state), waiters: Vec::new() });
         }
         Ok(f(slot.as_mut().expect("core was just loaded")))
+    }
+
+    /// When the next alarm must fire after an event. With an alarm already pending, only a
+    /// nearer redelivery deadline can call for an earlier one.
+    fn wanted_alarm(&self, core: &Core) -> Result<Option<u64>> {
+        if matches!(*self.alarm_at.borrow(), Some(Some(_))) {
+            Ok(core.sessions.earliest_deadline())
+        } else {
+            core.next_wakeup()
+        }
     }
 
     /// Makes sure an alarm fires no later than `wanted`.
@@ -152,7 +165,9 @@ impl Subject {
         if rest.is_empty() && upgrade.eq_ignore_ascii_case("websocket") {
             return self.accept_websocket(&subject);
         }
-        Err(ProtocolError::not_found(format!("no route for {path}")).into())
+        // Loads the subject (creating it under its name) before any HTTP operation.
+        self.with_core(Some(&subject), |_| ())?;
+        self.handle_http(req, &rest).await
     }
 }
 
@@ -167,8 +182,6 @@ impl DurableObject for Subject {
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
         let Some(conn) = Sessions::conn_id(&self.state, &ws) else { return Ok(()) };
-        // With an alarm pending, only a nearer redelivery deadline can need an earlier one.
-        let alarm_pending = matches!(*self.alarm_at.borrow(), Some(Some(_)));
         let wakeup = self.with_core(None, |core| {
             let now = now_ms();
             let outcome = match message {
@@ -193,11 +206,7 @@ impl DurableObject for Subject {
                 };
                 let _ = ws.send_with_str(encode_error(id.as_ref(), &error));
             }
-            if alarm_pending {
-                Ok(core.sessions.earliest_deadline())
-            } else {
-                core.next_wakeup()
-            }
+            self.wanted_alarm(core)
         })??;
         self.schedule(wakeup).await
     }

@@ -78,6 +78,11 @@ impl Sessions {
         self.by_conn.values().filter(|s| s.sub.is_some()).count()
     }
 
+    /// Removes every socket, e.g. to close them all when the subject is deleted.
+    pub fn drain(&mut self) -> impl Iterator<Item = Session> + '_ {
+        self.by_conn.drain().map(|(_, s)| s)
+    }
+
     /// The earliest redelivery deadline among the subscriptions.
     pub fn earliest_deadline(&self) -> Option<u64> {
         self.by_conn.values().filter_map(|s| s.sub.as_ref()?.deadline).min()

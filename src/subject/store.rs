@@ -294,4 +294,18 @@ impl Store {
         meta.state_version = version;
         Ok(())
     }
+
+    /// Deletes everything the subject holds and starts it over under a new epoch.
+    pub fn wipe(&self, meta: &mut Meta, epoch: String) -> Result<()> {
+        self.sql.exec("DELETE FROM messages", None)?;
+        self.sql.exec("DELETE FROM dedup", None)?;
+        self.sql.exec("DELETE FROM consumers", None)?;
+        self.sql.exec(
+            "UPDATE meta SET epoch = ?, last_seq = 0, first_seq = 1, bytes = 0, last_ts = 0, state = NULL, state_version = 0
+             WHERE id = 1",
+            vec![epoch.as_str().into()],
+        )?;
+        *meta = Meta { subject: std::mem::take(&mut meta.subject), epoch, last_seq: 0, first_seq: 1, bytes: 0, last_ts: 0, state_version: 0 };
+        Ok(())
+    }
 }

@@ -85,6 +85,9 @@ pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u
             session.save();
         }
     }
+    for waiter in core.waiters.drain(..) {
+        let _ = waiter.send(());
+    }
     Ok(())
 }
 

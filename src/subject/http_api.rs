@@ -1,0 +1,196 @@
+//! The subject's HTTP API: the same operations as the WebSocket frames, for clients that do not
+//! hold a connection open (cron jobs, webhooks, backends).
+
+use super::ops::{info, publish, state, trim};
+use super::{now_ms, random_hex, Subject};
+use crate::http::{error_response, json_response, json_text_response, Failure};
+use durable_stream_protocol::frame::{encode_page, validate_batch_len, validate_msg_id, OutgoingMessage};
+use durable_stream_protocol::http_params::{
+    parse_if_match, parse_publish_params, parse_read_params, parse_upto, state_etag, ReadParams,
+};
+use durable_stream_protocol::state::validate_state_size;
+use durable_stream_protocol::{ErrorCode, ProtocolError};
+use futures_channel::oneshot;
+use futures_util::future::{select, Either};
+use futures_util::StreamExt;
+use serde_json::value::RawValue;
+use serde_json::json;
+use std::time::Duration;
+use worker::{Delay, Method, Request, Response};
+
+/// Close code sent to every socket of a subject that is deleted.
+pub const SUBJECT_DELETED_CLOSE_CODE: u16 = 4001;
+
+type Query = Vec<(String, String)>;
+
+fn pairs(query: &Query) -> impl Iterator<Item = (&str, &str)> {
+    query.iter().map(|(name, value)| (name.as_str(), value.as_str()))
+}
+
+impl Subject {
+    pub(super) async fn handle_http(&self, mut req: Request, rest: &[&str]) -> Result<Response, Failure> {
+        let query: Query = req.url()?.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+        match (req.method(), rest) {
+            (Method::Post, []) => self.publish(&mut req, &query).await,
+            (Method::Get, []) => Ok(json_response(200, &self.with_core(None, |core| info::info(core))??)?),
+            (Method::Delete, []) => self.wipe(),
+            (Method::Get, ["messages"]) => self.read_messages(parse_read_params(pairs(&query))?).await,
+            (Method::Delete, ["messages"]) => {
+                let upto = parse_upto(pairs(&query))?;
+                let result = self.with_core(None, |core| trim::trim(core, upto, now_ms()))??;
+                Ok(json_response(200, &result)?)
+            }
+            (Method::Get, ["state"]) => self.get_state(),
+            (Method::Put, ["state"]) => self.put_state(&mut req).await,
+            (_, []) => method_not_allowed("GET, POST, DELETE"),
+            (_, ["messages"]) => method_not_allowed("GET, DELETE"),
+            (_, ["state"]) => method_not_allowed("GET, PUT"),
+            _ => Err(ProtocolError::not_found(format!("no route for {}", req.path())).into()),
+        }
+    }
+
+    async fn publish(&self, req: &mut Request, query: &Query) -> Result<Response, Failure> {
+        let batch = parse_publish_params(pairs(query))?;
+        let msg_id = req.headers().get("idempotency-key")?;
+        if let Some(msg_id) = msg_id.as_deref() {
+            validate_msg_id(msg_id)?;
+        }
+        let max_bytes = self.with_core(None, |core| core.config.max_frame_bytes)?;
+        let body = read_body(req, max_bytes).await?;
+        let messages: Vec<&RawValue> = if batch {
+            let items: Vec<&RawValue> = serde_json::from_str(&body)
+                .map_err(|_| ProtocolError::bad_request("with ?batch=1 the body must be a JSON array of messages"))?;
+            self.with_core(None, |core| validate_batch_len(items.len(), &core.config))??;
+            items
+        } else {
+            vec![serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("body is not JSON: {e}")))?]
+        };
+        let texts: Vec<&str> = messages.iter().map(|m| m.get()).collect();
+        let (published, wakeup) = self.with_core(None, |core| -> Result<_, Failure> {
+            let now = now_ms();
+            let published = publish::store(core, &texts, msg_id.as_deref(), now)?;
+            if !published.duplicate {
+                publish::fan_out(core, &published, &texts, now)?;
+            }
+            Ok((published, self.wanted_alarm(core)?))
+        })??;
+        self.schedule(wakeup).await?;
+        let status = if published.duplicate { 200 } else { 201 };
+        Ok(json_response(status, &published.reply_fields(batch))?)
+    }
+
+    /// A page of messages from `from`; with `wait`, holds the request until one arrives.
+    async fn read_messages(&self, params: ReadParams) -> Result<Response, Failure> {
+        let deadline = now_ms() + params.wait_ms;
+        loop {
+            let outcome = self.with_core(None, |core| -> Result<Result<String, oneshot::Receiver<()>>, Failure> {
+                let bounds = core.meta.bounds();
+                let from = params.from.unwrap_or(bounds.first).max(bounds.first);
+                let page = core.store.read(from, bounds.last, params.limit)?;
+                if page.is_empty() && now_ms() < deadline {
+                    core.waiters.retain(|w| !w.is_canceled());
+                    if core.waiters.len() >= core.config.max_connections {
+                        return Err(ProtocolError::new(ErrorCode::RateLimited, "too many waiting reads on this subject").into());
+                    }
+                    let (wake, woken) = oneshot::channel();
+                    core.waiters.push(wake);
+                    return Ok(Err(woken));
+                }
+                // Bound the page by bytes too (always at least one message, so reads progress).
+                let mut bytes = 0;
+                let fitting = page
+                    .iter()
+                    .take_while(|m| {
+                        bytes += m.data.len();
+                        bytes <= core.config.max_frame_bytes || bytes == m.data.len()
+                    })
+                    .count();
+                let messages: Vec<OutgoingMessage> =
+                    page[..fitting].iter().map(|m| OutgoingMessage { seq: m.seq, ts: m.ts, data: &m.data }).collect();
+                let next = messages.last().map_or(from, |m| m.seq + 1);
+                Ok(Ok(encode_page(&messages, next, bounds.last)))
+            })??;
+            match outcome {
+                Ok(page) => return Ok(json_text_response(200, page)?),
+                Err(woken) => {
+                    let remaining = deadline.saturating_sub(now_ms());
+                    let timeout = Delay::from(Duration::from_millis(remaining));
+                    if let Either::Right(_) = select(woken, timeout).await {
+                        // Timed out: one last read answers with whatever is there (usually nothing).
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes the subject's messages, consumers and state, closes its sockets and starts a new
+    /// epoch so clients can tell their positions are stale.
+    fn wipe(&self) -> Result<Response, Failure> {
+        let epoch = self.with_core(None, |core| -> Result<String, Failure> {
+            core.store.wipe(&mut core.meta, random_hex(8))?;
+            for session in core.sessions.drain() {
+                let _ = session.ws.close(Some(SUBJECT_DELETED_CLOSE_CODE), Some("subject deleted"));
+            }
+            for waiter in core.waiters.drain(..) {
+                let _ = waiter.send(());
+            }
+            Ok(core.meta.epoch.clone())
+        })??;
+        Ok(json_response(200, &json!({ "deleted": true, "epoch": epoch }))?)
+    }
+
+    fn get_state(&self) -> Result<Response, Failure> {
+        let (state, version) = self.with_core(None, |core| state::get(core))??;
+        let mut response = json_text_response(200, state)?;
+        response.headers_mut().set("etag", &state_etag(version))?;
+        Ok(response)
+    }
+
+    async fn put_state(&self, req: &mut Request) -> Result<Response, Failure> {
+        let expected = match req.headers().get("if-match")? {
+            Some(header) => parse_if_match(&header)?,
+            None => None,
+        };
+        let max_bytes = self.with_core(None, |core| core.config.max_state_bytes)?;
+        let body = read_body(req, max_bytes).await?;
+        validate_state_size(body.len(), &self.with_core(None, |core| core.config.clone())?)?;
+        let document: &RawValue =
+            serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("state is not JSON: {e}")))?;
+        match self.with_core(None, |core| state::put(core, document.get(), expected))? {
+            Ok(version) => {
+                let mut response = json_response(200, &json!({ "version": version }))?;
+                response.headers_mut().set("etag", &state_etag(version))?;
+                Ok(response)
+            }
+            // A failed If-Match is a precondition failure in HTTP terms.
+            Err(Failure::Client(e)) if e.code == ErrorCode::Conflict => Ok(error_response(&e).with_status(412)),
+            Err(other) => Err(other),
+        }
+    }
+}
+
+fn method_not_allowed(allow: &str) -> Result<Response, Failure> {
+    let mut response = error_response(&ProtocolError::bad_request(format!("method not allowed; use {allow}")));
+    response.headers_mut().set("allow", allow)?;
+    Ok(response.with_status(405))
+}
+
+/// Reads a request body of at most `limit` bytes, refusing larger ones without reading them.
+async fn read_body(req: &mut Request, limit: usize) -> Result<String, Failure> {
+    let too_large = |size: &dyn std::fmt::Display| ProtocolError::too_large(format!("body is {size} bytes; the limit is {limit}"));
+    if let Some(length) = req.headers().get("content-length")?.and_then(|l| l.parse::<usize>().ok()) {
+        if length > limit {
+            return Err(too_large(&length).into());
+        }
+    }
+    let mut body = Vec::new();
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            body.extend_from_slice(&chunk?);
+            if body.len() > limit {
+                return Err(too_large(&format!("more than {limit}")).into());
+            }
+        }
+    }
+    String::from_utf8(body).map_err(|_| ProtocolError::bad_request("body must be UTF-8 JSON").into())
+}
