@@ -28,11 +28,13 @@ ensure_cargo_tool() { # binary crate version
 # Chooses how to compile for wasm32: the rustup target when it can be had, else Debian's
 # rustc-web, which ships the standard library source so cargo can build std itself.
 ensure_wasm_target() {
-  if command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  if [ "${DSTREAM_BUILD_STD:-}" = 1 ]; then
+    log "DSTREAM_BUILD_STD=1: skipping the rustup target"
+  elif command -v rustup >/dev/null && ! rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
     log "adding the rustup wasm32 target (3 minutes at most)"
     timeout 180 rustup target add wasm32-unknown-unknown >&2 || true
   fi
-  if command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
+  if [ "${DSTREAM_BUILD_STD:-}" != 1 ] && command -v rustup >/dev/null && rustup target list --installed 2>/dev/null | grep -q '^wasm32-unknown-unknown$'; then
     return
   fi
   log "rustup target unavailable: building std for wasm32 with Debian's rustc-web"

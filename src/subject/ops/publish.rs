@@ -72,6 +72,12 @@ pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64)
 
 /// Sends freshly stored messages to every subscriber whose window allows it.
 pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u64) -> Result<()> {
+    for waiter in core.waiters.drain(..) {
+        let _ = waiter.send(());
+    }
+    if core.sessions.subscriber_count() == 0 {
+        return Ok(());
+    }
     let recent = Recent::new(
         messages
             .iter()
@@ -84,9 +90,6 @@ pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u
         if pump(session, &core.store, &core.config, bounds, Some(&recent), now)? {
             session.save();
         }
-    }
-    for waiter in core.waiters.drain(..) {
-        let _ = waiter.send(());
     }
     Ok(())
 }
