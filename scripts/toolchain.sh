@@ -12,8 +12,11 @@ wasm_bindgen_version() {
 
 ensure_node_modules() {
   if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-    log "installing npm packages (npm ci)"
-    npm ci --no-audit --no-fund >&2
+    log "installing npm packages"
+    # Not `npm ci`: registries that serve only this platform's builds leave other platforms'
+    # optional packages (workerd for macOS/Windows) out of the lock file, and `npm ci` refuses
+    # such a lock. `npm install` follows the lock and leaves it unchanged.
+    npm install --no-audit --no-fund >&2
   fi
 }
 
