@@ -347,17 +347,24 @@ pub fn encode_messages(messages: &[OutgoingMessage], redelivered: bool) -> Strin
         out.push('}');
         return out;
     }
-    out.push_str("{\"op\":\"msgs\",\"messages\":[");
+    out.push_str("{\"op\":\"msgs\",\"messages\":");
+    write_message_array(&mut out, messages, redelivered);
+    out.push('}');
+    out
+}
+
+/// `[{"seq":…,"ts":…,"data":…}, …]`
+fn write_message_array(out: &mut String, messages: &[OutgoingMessage], redelivered: bool) {
+    out.push('[');
     for (i, message) in messages.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push('{');
-        message.write_fields(&mut out, redelivered);
+        message.write_fields(out, redelivered);
         out.push('}');
     }
-    out.push_str("]}");
-    out
+    out.push(']');
 }
 
 /// One page of stored messages for the HTTP API: `{"messages":[…],"next":K,"last":L}`, where
@@ -365,16 +372,9 @@ pub fn encode_messages(messages: &[OutgoingMessage], redelivered: bool) -> Strin
 pub fn encode_page(messages: &[OutgoingMessage], next: Seq, last: Seq) -> String {
     let size: usize = messages.iter().map(|m| m.data.len() + 48).sum();
     let mut out = String::with_capacity(size + 64);
-    out.push_str("{\"messages\":[");
-    for (i, message) in messages.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push('{');
-        message.write_fields(&mut out, false);
-        out.push('}');
-    }
-    out.push_str(&format!("],\"next\":{next},\"last\":{last}}}"));
+    out.push_str("{\"messages\":");
+    write_message_array(&mut out, messages, false);
+    out.push_str(&format!(",\"next\":{next},\"last\":{last}}}"));
     out
 }
 

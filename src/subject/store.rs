@@ -79,6 +79,11 @@ fn into_string(value: SqlStorageValue) -> Option<String> {
 }
 
 impl Store {
+    /// The first row a query returns, if any.
+    fn first_row(&self, query: &str, bindings: impl Into<Option<Vec<SqlStorageValue>>>) -> Result<Option<Vec<SqlStorageValue>>> {
+        self.sql.exec(query, bindings)?.raw().next().transpose()
+    }
+
     /// Opens the schema and loads the counters, creating them for a new subject.
     pub fn open(sql: SqlStorage, subject: &str, new_epoch: impl FnOnce() -> String) -> Result<(Store, Meta)> {
         let store = Store { sql };
@@ -100,12 +105,7 @@ impl Store {
     }
 
     fn load_meta(&self) -> Result<Option<Meta>> {
-        let row = self
-            .sql
-            .exec("SELECT subject, epoch, last_seq, first_seq, bytes, last_ts, state_version FROM meta WHERE id = 1", None)?
-            .raw()
-            .next()
-            .transpose()?;
+        let row = self.first_row("SELECT subject, epoch, last_seq, first_seq, bytes, last_ts, state_version FROM meta WHERE id = 1", None)?;
         Ok(row.map(|row| {
             let mut values = row.into_iter();
             let mut next = || values.next().unwrap_or(SqlStorageValue::Null);
@@ -174,15 +174,8 @@ impl Store {
 
     /// Deletes every message with `seq <= upto`; returns how many went.
     pub fn delete_upto(&self, meta: &mut Meta, upto: Seq) -> Result<u64> {
-        let row = self
-            .sql
-            .exec(
-                "SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM messages WHERE seq <= ?",
-                vec![int(upto)],
-            )?
-            .raw()
-            .next()
-            .transpose()?
+        let row = self.first_row("SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM messages WHERE seq <= ?",
+                vec![int(upto)])?
             .unwrap_or_default();
         let (deleted, bytes) = (as_u64(row.first().unwrap_or(&SqlStorageValue::Null)), as_u64(row.get(1).unwrap_or(&SqlStorageValue::Null)));
         self.sql.exec("DELETE FROM messages WHERE seq <= ?", vec![int(upto)])?;
@@ -206,28 +199,18 @@ impl Store {
 
     /// The oldest message's timestamp.
     pub fn oldest_ts(&self) -> Result<Option<u64>> {
-        let row = self.sql.exec("SELECT ts FROM messages ORDER BY seq LIMIT 1", None)?.raw().next().transpose()?;
+        let row = self.first_row("SELECT ts FROM messages ORDER BY seq LIMIT 1", None)?;
         Ok(row.map(|r| as_u64(&r[0])))
     }
 
     /// The first sequence published at or after `ts` (None when every message is older).
     pub fn first_seq_since(&self, ts: u64) -> Result<Option<Seq>> {
-        let row = self
-            .sql
-            .exec("SELECT seq FROM messages WHERE ts >= ? ORDER BY seq LIMIT 1", vec![int(ts)])?
-            .raw()
-            .next()
-            .transpose()?;
+        let row = self.first_row("SELECT seq FROM messages WHERE ts >= ? ORDER BY seq LIMIT 1", vec![int(ts)])?;
         Ok(row.map(|r| as_u64(&r[0])))
     }
 
     pub fn dedup_get(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
-        let row = self
-            .sql
-            .exec("SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?", vec![msg_id.into()])?
-            .raw()
-            .next()
-            .transpose()?;
+        let row = self.first_row("SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?", vec![msg_id.into()])?;
         Ok(row.map(|r| DedupRecord { first: as_u64(&r[0]), last: as_u64(&r[1]), ts: as_u64(&r[2]) }))
     }
 
@@ -246,7 +229,7 @@ impl Store {
     }
 
     pub fn oldest_dedup_ts(&self) -> Result<Option<u64>> {
-        let row = self.sql.exec("SELECT min(ts) FROM dedup", None)?.raw().next().transpose()?;
+        let row = self.first_row("SELECT min(ts) FROM dedup", None)?;
         Ok(row.and_then(|r| match r[0] {
             SqlStorageValue::Null => None,
             ref v => Some(as_u64(v)),
@@ -254,12 +237,7 @@ impl Store {
     }
 
     pub fn consumer_acked(&self, name: &str) -> Result<Option<Seq>> {
-        let row = self
-            .sql
-            .exec("SELECT acked FROM consumers WHERE name = ?", vec![name.into()])?
-            .raw()
-            .next()
-            .transpose()?;
+        let row = self.first_row("SELECT acked FROM consumers WHERE name = ?", vec![name.into()])?;
         Ok(row.map(|r| as_u64(&r[0])))
     }
 
@@ -273,13 +251,13 @@ impl Store {
     }
 
     pub fn consumer_count(&self) -> Result<u64> {
-        let row = self.sql.exec("SELECT count(*) FROM consumers", None)?.raw().next().transpose()?;
+        let row = self.first_row("SELECT count(*) FROM consumers", None)?;
         Ok(row.map_or(0, |r| as_u64(&r[0])))
     }
 
     /// The state document (JSON text) and its version; version 0 means never written.
     pub fn state(&self) -> Result<(Option<String>, u64)> {
-        let row = self.sql.exec("SELECT state, state_version FROM meta WHERE id = 1", None)?.raw().next().transpose()?;
+        let row = self.first_row("SELECT state, state_version FROM meta WHERE id = 1", None)?;
         Ok(row.map_or((None, 0), |mut r| {
             let version = as_u64(&r[1]);
             (into_string(std::mem::replace(&mut r[0], SqlStorageValue::Null)), version)
