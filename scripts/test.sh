@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
 ( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
 
-echo "== native tests (protocol, client) =="
+echo "== native tests (protocol, the Worker's pure modules, client) =="
 cargo test -p durable-stream-protocol -p durable-stream-client
+cargo test -p durable-stream --lib
 
 echo "== Worker on workerd (miniflare-tests) =="
 node_modules/.bin/node --test --test-concurrency=1 --test-reporter=spec miniflare-tests/
