@@ -5,7 +5,7 @@
 // directory, so a test can stop workerd and start it again on the same storage.
 
 import { spawn } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { cpSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -46,10 +46,13 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
     throw new Error(`${entry} is missing: build the Worker first (bash scripts/build-worker.sh)`);
   }
   const config = parseToml(readFileSync(join(ROOT, "wrangler.toml"), "utf8"));
-  delete config.build;
-  config.main = entry;
-  config.vars = { ...config.vars, ...vars };
   const configDir = tempDir("config-");
+  // Serve a private copy of the build: a rebuild of build/ while this server runs must not
+  // hot-reload it (wrangler watches its entry point) and drop connections mid-test.
+  cpSync(join(ROOT, "build"), join(configDir, "build"), { recursive: true });
+  delete config.build;
+  config.main = join(configDir, "build", "index.js");
+  config.vars = { ...config.vars, ...vars };
   writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
   writeFileSync(join(configDir, ".dev.vars"), apiKey == null ? "" : `API_KEY=${apiKey}\n`);
   const port = await freePort();

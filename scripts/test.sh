@@ -13,4 +13,4 @@ cargo test -p durable-stream-protocol -p durable-stream-client
 cargo test -p durable-stream --lib
 
 echo "== Worker on workerd (miniflare-tests) =="
-node_modules/.bin/node --test --test-concurrency=1 --test-reporter=spec miniflare-tests/
+node_modules/.bin/node --test --test-concurrency=1 'miniflare-tests/*.test.mjs'

@@ -100,13 +100,19 @@ impl Subscription {
     }
 
     /// Moves past messages that were trimmed before they were acknowledged.
+    ///
+    /// Delivered messages that survived the trim are still unacknowledged: their redelivery
+    /// deadline and delivery count stay as they were (only when nothing is left in flight is
+    /// the deadline cleared), so they are still resent and eventually skipped.
     pub fn skip_trimmed(&mut self, bounds: StreamBounds) {
         let before_first = bounds.first - 1;
         if self.acked < before_first {
             self.acked = before_first;
             self.sent = self.sent.max(before_first);
-            self.deliveries = 1;
-            self.deadline = None;
+            if self.sent <= self.acked {
+                self.deliveries = 1;
+                self.deadline = None;
+            }
         }
     }
 
@@ -211,6 +217,23 @@ mod tests {
         sub.skip_trimmed(bounds(8, 9));
         assert_eq!((sub.acked, sub.sent, sub.deadline), (7, 7, None));
         assert_eq!(sub.sendable(bounds(8, 9)), Some(8..=9));
+    }
+
+    #[test]
+    fn unacked_messages_that_survive_a_trim_keep_their_redelivery() {
+        let mut sub = Subscription::new(1, 10, None);
+        sub.record_sent(10, 0, 100);
+        assert_eq!(sub.redeliver(100, 100, 3), Some(Redelivery::Resend(1..=10)));
+        sub.skip_trimmed(bounds(5, 10));
+        assert_eq!((sub.acked, sub.sent, sub.deadline, sub.deliveries), (4, 10, Some(200), 2));
+        assert_eq!(sub.redeliver(200, 100, 3), Some(Redelivery::Resend(5..=10)));
+        assert_eq!(sub.redeliver(300, 100, 3), Some(Redelivery::Skip(5..=10)));
+        // Trimming everything that was in flight leaves nothing to redeliver.
+        let mut sub = Subscription::new(1, 10, None);
+        sub.record_sent(3, 0, 100);
+        sub.skip_trimmed(bounds(4, 9));
+        assert_eq!((sub.acked, sub.sent, sub.deadline, sub.deliveries), (3, 3, None, 1));
+        assert_eq!(sub.redeliver(1_000, 100, 3), None);
     }
 
     #[test]

@@ -110,14 +110,11 @@ impl Subject {
         Ok(f(slot.as_mut().expect("core was just loaded")))
     }
 
-    /// When the next alarm must fire after an event. With an alarm already pending, only a
-    /// nearer redelivery deadline can call for an earlier one.
+    /// When the next alarm must fire after an event. Recomputed from scratch every time: a
+    /// publish can make an earlier deadline (age retention, redelivery) than the alarm already
+    /// pending, and `schedule` only ever moves the alarm earlier.
     fn wanted_alarm(&self, core: &Core) -> Result<Option<u64>> {
-        if matches!(*self.alarm_at.borrow(), Some(Some(_))) {
-            Ok(core.sessions.earliest_deadline())
-        } else {
-            core.next_wakeup()
-        }
+        core.next_wakeup()
     }
 
     /// Makes sure an alarm fires no later than `wanted`.

@@ -23,7 +23,11 @@ pub fn put(core: &mut Core, state: &str, expected: Option<u64>) -> Result<u64, F
 pub fn get_over_websocket(core: &Core, id: Option<&RequestId>) -> Result<String, Failure> {
     let (state, version) = get(core)?;
     let state = RawValue::from_string(state).map_err(|e| worker::Error::RustError(e.to_string()))?;
-    Ok(encode_ok(id, serde_json::json!({ "state": state, "version": version })))
+    // Not through `serde_json::Value`: that would re-serialize the document (numbers beyond
+    // what f64 holds exactly would change). The stored text goes out verbatim.
+    let head = encode_ok(id, serde_json::json!({ "version": version }));
+    let head = head.strip_suffix('}').unwrap_or(&head);
+    Ok(format!("{head},\"state\":{}}}", state.get()))
 }
 
 pub fn put_over_websocket(core: &mut Core, id: Option<&RequestId>, state: &str, expected: Option<u64>) -> Result<String, Failure> {
