@@ -5,9 +5,8 @@ pub fn keys_match(expected: &str, provided: &str) -> bool {
     let (a, b) = (expected.as_bytes(), provided.as_bytes());
     let mut diff = (a.len() != b.len()) as u8;
     // Walk the expected key's length every time so a short guess costs the same as a long one.
-    for i in 0..a.len() {
-        let other = b.get(i).copied().unwrap_or(0);
-        diff |= a[i] ^ other;
+    for (i, byte) in a.iter().enumerate() {
+        diff |= byte ^ b.get(i).copied().unwrap_or(0);
     }
     std::hint::black_box(diff) == 0 && !a.is_empty()
 }
