@@ -51,7 +51,7 @@ impl Backoff {
 
     /// Whether another attempt is allowed after `failed` consecutive failures.
     pub fn allows(&self, failed: u32) -> bool {
-        self.max_attempts.map_or(true, |max| failed < max)
+        self.max_attempts.is_none_or(|max| failed < max)
     }
 }
 

@@ -65,6 +65,8 @@ pub(crate) struct Settings {
     pub backoff: Backoff,
     pub max_frame_bytes: usize,
     pub events: broadcast::Sender<ConnectionEvent>,
+    /// Carries the API key already; used to read refusal bodies the upgrade did not capture.
+    pub http: reqwest::Client,
 }
 
 /// What the server says first on every connection.
@@ -131,8 +133,13 @@ impl Settings {
                 .map_err(|_| Error::BadRequest("the API key contains characters not allowed in a header".into()))?;
             request.headers_mut().insert("Authorization", value);
         }
-        let (mut socket, _response) =
-            tokio_tungstenite::connect_async_tls_with_config(request, None, true, None).await?;
+        let (mut socket, _response) = match tokio_tungstenite::connect_async_tls_with_config(request, None, true, None).await {
+            Ok(connected) => connected,
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.body().as_ref().is_none_or(Vec::is_empty) => {
+                return Err(self.refusal(subject, response.status().as_u16()).await)
+            }
+            Err(e) => return Err(e.into()),
+        };
         loop {
             match socket.next().await {
                 Some(Ok(WsMessage::Text(text))) => match ServerFrame::parse(&text) {
@@ -147,6 +154,24 @@ impl Settings {
                 None => return Err(Error::Closed),
             }
         }
+    }
+}
+
+impl Settings {
+    /// The typed error for an upgrade refused with `status`. The WebSocket handshake keeps
+    /// only the body bytes that arrived with the headers, often none, so the server's message
+    /// is read by asking again over plain HTTP (the same route and checks answer).
+    async fn refusal(&self, subject: &str, status: u16) -> Error {
+        let url = endpoint(&self.http_base, ["v1", "stream", subject]);
+        let retried = self.http.get(url).header("Upgrade", "websocket").timeout(self.connect_timeout).send().await;
+        if let Ok(response) = retried {
+            if response.status().as_u16() == status {
+                if let Ok(body) = response.bytes().await {
+                    return Error::from_http(status, &body);
+                }
+            }
+        }
+        Error::from_http(status, b"")
     }
 }
 

@@ -1,1 +1,63 @@
+//! Client for durable-stream: persistent, subject-based message streams on Cloudflare
+//! Workers and Durable Objects.
+//!
+//! * [`Client::publish`] resolves once the server has durably stored the message, and is
+//!   idempotent across reconnects (every publish carries a message id).
+//! * [`Client::subscribe`] returns a [`Subscription`], a [`Stream`](futures_core::Stream) of
+//!   [`Message`]s that reconnects on its own, resumes where the application stopped, never
+//!   yields a sequence twice (manual-mode redeliveries aside) and detects subject wipes.
+//! * Subject operations ([`info`](Client::info), [`trim`](Client::trim),
+//!   [`state_get`](Client::state_get), [`state_put`](Client::state_put)) share the subject's
+//!   WebSocket with its publishes; files ([`put_file`](Client::put_file),
+//!   [`get_file`](Client::get_file), ...) use HTTP and stream their bodies.
+//!
+//! ```no_run
+//! use durable_stream_client::{AckMode, Client, StartPosition, SubscribeOptions};
+//! use futures_util::StreamExt;
+//! use serde_json::json;
+//!
+//! # async fn example() -> Result<(), durable_stream_client::Error> {
+//! let client = Client::connect("http://127.0.0.1:8787", "my-api-key").await?;
+//!
+//! let seq = client.publish("orders", json!({ "id": 1, "total": 9.5 })).await?;
+//! println!("stored as #{seq}");
+//!
+//! let options = SubscribeOptions::default()
+//!     .start(StartPosition::First)
+//!     .consumer("billing")
+//!     .ack(AckMode::Manual);
+//! let mut orders = client.subscribe("orders", options).await?;
+//! while let Some(message) = orders.next().await {
+//!     let message = message?;
+//!     println!("#{} {}", message.seq, message.data);
+//!     message.ack();
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 
+#![warn(missing_docs)]
+
+mod backoff;
+mod client;
+mod connection;
+mod cursor;
+mod error;
+mod files;
+mod requests;
+mod subscription;
+
+pub use backoff::Backoff;
+pub use client::{Client, ClientBuilder, SubjectInfo, Trimmed};
+pub use connection::ConnectionEvent;
+pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
+pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
+pub use error::{Error, Result};
+pub use files::{ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
+
+/// Compiles the README's Rust example as a doctest, so it cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;

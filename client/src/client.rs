@@ -1,0 +1,320 @@
+//! The [`Client`]: publishing, subscribing and subject operations.
+
+use crate::backoff::Backoff;
+use crate::connection::{base_urls, endpoint, ConnectionEvent, Settings};
+use crate::error::{Error, Result};
+use crate::requests::{Reply, RequestConnection, Resend};
+use crate::subscription::{self, SubscribeOptions, Subscription};
+use durable_stream_protocol::subject::validate_subject;
+use durable_stream_protocol::Seq;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// A connection to a durable-stream server. Cheap to clone; clones share connections.
+///
+/// Requests (publishes, [`info`](Client::info), [`trim`](Client::trim), state) for a subject
+/// share one WebSocket, opened on first use and pipelined; each
+/// [`subscribe`](Client::subscribe) opens its own. Files go over HTTP.
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub settings: Arc<Settings>,
+    pub http: reqwest::Client,
+    connections: Mutex<HashMap<String, RequestConnection>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("url", &self.inner.settings.http_base.as_str()).finish_non_exhaustive()
+    }
+}
+
+/// Configures and creates a [`Client`]; see [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    url: String,
+    api_key: Option<String>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    backoff: Backoff,
+    max_frame_bytes: usize,
+}
+
+impl ClientBuilder {
+    /// The API key, sent as `Authorization: Bearer <key>`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// How long opening a connection may take (default 10 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How long a request may wait for its reply, reconnects included (default 30 s). For
+    /// file transfers it bounds the wait for each chunk rather than the whole transfer.
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// How reconnects are paced (default: 100 ms doubling to 10 s, 30% jitter, forever).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Largest frame this client sends (default 1 MiB, the server's default limit); larger
+    /// requests fail with [`Error::TooLarge`] without being sent.
+    pub fn max_frame_bytes(mut self, bytes: usize) -> Self {
+        self.max_frame_bytes = bytes;
+        self
+    }
+
+    /// Creates the client. Connections open lazily, per subject, on first use; this only
+    /// checks the configuration.
+    pub async fn connect(self) -> Result<Client> {
+        let (http_base, ws_base) = base_urls(&self.url)?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = &self.api_key {
+            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| Error::BadRequest("the API key contains characters not allowed in a header".into()))?;
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(self.connect_timeout)
+            .read_timeout(self.request_timeout)
+            .build()?;
+        let (events, _) = broadcast::channel(256);
+        let settings = Settings {
+            http_base,
+            ws_base,
+            api_key: self.api_key,
+            connect_timeout: self.connect_timeout,
+            request_timeout: self.request_timeout,
+            backoff: self.backoff,
+            max_frame_bytes: self.max_frame_bytes,
+            events,
+            http: http.clone(),
+        };
+        Ok(Client {
+            inner: Arc::new(Inner { settings: Arc::new(settings), http, connections: Mutex::new(HashMap::new()) }),
+        })
+    }
+}
+
+/// A subject's statistics, from [`Client::info`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectInfo {
+    /// The subject's name.
+    pub subject: String,
+    /// The oldest retained sequence (`last + 1` when empty).
+    pub first: Seq,
+    /// The newest sequence (0 when nothing was ever published).
+    pub last: Seq,
+    /// Messages retained.
+    pub count: u64,
+    /// Bytes of message data retained.
+    pub bytes: u64,
+    /// Connected subscribers.
+    pub subscribers: u64,
+    /// Durable consumers known.
+    pub consumers: u64,
+    /// Changes whenever the subject is wiped; sequences from another epoch are unrelated.
+    pub epoch: String,
+}
+
+/// The outcome of [`Client::trim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trimmed {
+    /// The oldest retained sequence after trimming.
+    pub first: Seq,
+    /// How many messages were deleted.
+    pub deleted: u64,
+}
+
+impl Client {
+    /// Creates a client for the server at `url` (e.g. `http://127.0.0.1:8787`) with default
+    /// settings and the given API key.
+    pub async fn connect(url: impl Into<String>, api_key: impl Into<String>) -> Result<Client> {
+        Client::builder(url).api_key(api_key).connect().await
+    }
+
+    /// Starts configuring a client for the server at `url` (`http`, `https`, `ws` or `wss`; a
+    /// path prefix is kept).
+    pub fn builder(url: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            url: url.into(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            backoff: Backoff::default(),
+            max_frame_bytes: 1024 * 1024,
+        }
+    }
+
+    /// Connection state changes of every connection this client opens from now on.
+    pub fn events(&self) -> broadcast::Receiver<ConnectionEvent> {
+        self.inner.settings.events.subscribe()
+    }
+
+    /// Publishes one message and returns its sequence number once the server has stored it.
+    ///
+    /// A fresh random message id makes the publish idempotent: if the connection drops before
+    /// the reply, the client sends it again and the server stores it once.
+    pub async fn publish(&self, subject: &str, data: impl Serialize) -> Result<Seq> {
+        self.publish_with_id(subject, data, &new_msg_id()).await
+    }
+
+    /// Publishes one message with an application-chosen idempotency key: publishing the same
+    /// `msg_id` again within the server's dedup window returns the original sequence.
+    pub async fn publish_with_id(&self, subject: &str, data: impl Serialize, msg_id: &str) -> Result<Seq> {
+        let frame = op_frame("pub", [("data", to_json(data)?), ("msgId", msg_id.into())]);
+        let reply = self.request(subject, frame, Resend::Safe).await?;
+        field(&reply, "seq")
+    }
+
+    /// Publishes several messages atomically, in order, under one message id; returns the
+    /// first and last sequence numbers assigned.
+    pub async fn publish_batch<T: Serialize>(
+        &self,
+        subject: &str,
+        messages: impl IntoIterator<Item = T>,
+    ) -> Result<(Seq, Seq)> {
+        let batch = messages.into_iter().map(to_json).collect::<Result<Vec<Value>>>()?;
+        let frame = op_frame("pub", [("batch", Value::Array(batch)), ("msgId", new_msg_id().into())]);
+        let reply = self.request(subject, frame, Resend::Safe).await?;
+        Ok((field(&reply, "seq")?, field(&reply, "last")?))
+    }
+
+    /// Subscribes to `subject`. Returns once the server accepted the subscription.
+    pub async fn subscribe(&self, subject: &str, options: SubscribeOptions) -> Result<Subscription> {
+        validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
+        subscription::subscribe(self.inner.settings.clone(), subject, options).await
+    }
+
+    /// The subject's statistics.
+    pub async fn info(&self, subject: &str) -> Result<SubjectInfo> {
+        let reply = self.request(subject, op_frame("info", []), Resend::Safe).await?;
+        serde_json::from_value(Value::Object(reply)).map_err(|e| Error::InvalidResponse(format!("info reply: {e}")))
+    }
+
+    /// Deletes every message up to and including `upto`. Trimming is idempotent: if it is
+    /// resent after a disconnect, `deleted` counts only what the resend deleted.
+    pub async fn trim(&self, subject: &str, upto: Seq) -> Result<Trimmed> {
+        let reply = self.request(subject, op_frame("trim", [("upto", upto.into())]), Resend::Safe).await?;
+        Ok(Trimmed { first: field(&reply, "first")?, deleted: field(&reply, "deleted")? })
+    }
+
+    /// The subject's state object and its version (`(Value::Null, 0)` when never written).
+    pub async fn state_get(&self, subject: &str) -> Result<(Value, u64)> {
+        let mut reply = self.request(subject, op_frame("state.get", []), Resend::Safe).await?;
+        let version = field(&reply, "version")?;
+        Ok((reply.remove("state").unwrap_or(Value::Null), version))
+    }
+
+    /// Replaces the subject's state object and returns its new version. With
+    /// `expected_version`, it is a compare-and-set: [`Error::Conflict`] if the version is not
+    /// that. If the connection drops before the reply the outcome is unknown and the call
+    /// fails with [`Error::Closed`] (read the state to find out).
+    pub async fn state_put(&self, subject: &str, state: impl Serialize, expected_version: Option<u64>) -> Result<u64> {
+        let mut frame = op_frame("state.put", [("state", to_json(state)?)]);
+        if let Some(version) = expected_version {
+            frame.insert("version".into(), version.into());
+        }
+        let reply = self.request(subject, frame, Resend::Never).await?;
+        field(&reply, "version")
+    }
+
+    /// Wipes the subject: its messages, consumers and state are deleted, its subscribers are
+    /// disconnected, and its epoch changes. (Over HTTP: the WebSocket protocol has no such op.)
+    pub async fn delete_subject(&self, subject: &str) -> Result<()> {
+        validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
+        let url = endpoint(&self.inner.settings.http_base, ["v1", "stream", subject]);
+        let response = self.inner.http.delete(url).timeout(self.inner.settings.request_timeout).send().await?;
+        crate::files::check(response).await.map(drop)
+    }
+
+    /// Sends a request on the subject's shared connection.
+    async fn request(&self, subject: &str, frame: Map<String, Value>, resend: Resend) -> Result<Reply> {
+        validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
+        let connection = {
+            let mut connections = self.inner.connections.lock().unwrap_or_else(|p| p.into_inner());
+            match connections.get(subject) {
+                Some(connection) if connection.is_alive() => connection.clone(),
+                _ => {
+                    let connection = RequestConnection::spawn(self.inner.settings.clone(), subject.to_owned());
+                    connections.insert(subject.to_owned(), connection.clone());
+                    connection
+                }
+            }
+        };
+        connection.call(frame, resend).await
+    }
+}
+
+/// A random 128-bit message id in hex.
+pub(crate) fn new_msg_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+fn op_frame<const N: usize>(op: &str, fields: [(&str, Value); N]) -> Map<String, Value> {
+    let mut frame = Map::new();
+    frame.insert("op".into(), op.into());
+    for (name, value) in fields {
+        frame.insert(name.into(), value);
+    }
+    frame
+}
+
+fn to_json(data: impl Serialize) -> Result<Value> {
+    serde_json::to_value(data).map_err(|e| Error::BadRequest(format!("data cannot be serialized as JSON: {e}")))
+}
+
+fn field<T: serde::de::DeserializeOwned>(reply: &Reply, name: &str) -> Result<T> {
+    let value = reply.get(name).ok_or_else(|| Error::InvalidResponse(format!("reply without `{name}`: {reply:?}")))?;
+    T::deserialize(value).map_err(|e| Error::InvalidResponse(format!("reply field `{name}`: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn message_ids_are_random_128_bit_hex() {
+        let (a, b) = (new_msg_id(), new_msg_id());
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn frames_and_reply_fields() {
+        let frame = op_frame("pub", [("data", json!({"a": 1})), ("msgId", "m".into())]);
+        assert_eq!(Value::Object(frame), json!({"op": "pub", "data": {"a": 1}, "msgId": "m"}));
+        let reply: Reply = serde_json::from_value(json!({"seq": 5, "last": "x"})).unwrap();
+        assert_eq!(field::<u64>(&reply, "seq").unwrap(), 5);
+        assert!(matches!(field::<u64>(&reply, "last"), Err(Error::InvalidResponse(_))));
+        assert!(matches!(field::<u64>(&reply, "first"), Err(Error::InvalidResponse(_))));
+    }
+
+    #[tokio::test]
+    async fn bad_configuration_is_refused_before_any_connection() {
+        assert!(matches!(Client::connect("nope", "k").await, Err(Error::InvalidUrl(_))));
+        let client = Client::connect("http://127.0.0.1:9", "k").await.unwrap();
+        assert!(matches!(client.publish("a/b", 1).await, Err(Error::BadRequest(_))));
+        assert!(matches!(client.subscribe("", SubscribeOptions::default()).await, Err(Error::BadRequest(_))));
+        assert!(matches!(Client::connect("http://h", "bad\nkey").await, Err(Error::BadRequest(_))));
+    }
+}

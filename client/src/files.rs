@@ -1,0 +1,352 @@
+//! The files API (over HTTP): streaming uploads and downloads, ranges, listing.
+
+use crate::client::Client;
+use crate::connection::endpoint;
+use crate::error::{Error, Result};
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE};
+use reqwest::{Response, StatusCode, Url};
+use serde::{Deserialize, Serialize};
+use std::ops::{Range, RangeFrom, RangeInclusive};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+/// A byte range of a file to download.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ByteRange {
+    /// Bytes `start..=end` (both inclusive, as in HTTP).
+    Inclusive {
+        /// First byte.
+        start: u64,
+        /// Last byte.
+        end: u64,
+    },
+    /// From `start` to the end of the file.
+    From(u64),
+    /// The last `n` bytes.
+    Suffix(u64),
+}
+
+impl ByteRange {
+    /// The `Range` header value.
+    pub fn header_value(&self) -> String {
+        match self {
+            ByteRange::Inclusive { start, end } => format!("bytes={start}-{end}"),
+            ByteRange::From(start) => format!("bytes={start}-"),
+            ByteRange::Suffix(n) => format!("bytes=-{n}"),
+        }
+    }
+}
+
+impl From<Range<u64>> for ByteRange {
+    /// `a..b` is bytes `a` to `b - 1`. An empty range asks for byte `a` alone (HTTP ranges
+    /// cannot be empty).
+    fn from(range: Range<u64>) -> Self {
+        ByteRange::Inclusive { start: range.start, end: range.end.saturating_sub(1).max(range.start) }
+    }
+}
+
+impl From<RangeInclusive<u64>> for ByteRange {
+    fn from(range: RangeInclusive<u64>) -> Self {
+        ByteRange::Inclusive { start: *range.start(), end: *range.end() }
+    }
+}
+
+impl From<RangeFrom<u64>> for ByteRange {
+    fn from(range: RangeFrom<u64>) -> Self {
+        ByteRange::From(range.start)
+    }
+}
+
+/// What the server says about a stored file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    /// The file's key.
+    pub key: String,
+    /// The whole file's size in bytes.
+    pub size: u64,
+    /// The entity tag, quotes included, when the server sent one.
+    pub etag: Option<String>,
+    /// The stored content type.
+    pub content_type: Option<String>,
+    /// The `Last-Modified` header, when sent.
+    pub last_modified: Option<String>,
+}
+
+/// The outcome of [`Client::get_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    /// The file's metadata (size is the whole file's).
+    pub meta: FileMeta,
+    /// The inclusive byte range received, when a range was asked for.
+    pub range: Option<(u64, u64)>,
+    /// Bytes written to the writer.
+    pub written: u64,
+}
+
+/// The outcome of [`Client::put_file`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upload {
+    /// The file's key.
+    pub key: String,
+    /// Bytes sent.
+    pub size: u64,
+    /// The stored file's entity tag, when the server sent one.
+    pub etag: Option<String>,
+}
+
+/// One file in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FileObject {
+    /// The file's key.
+    pub key: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Its entity tag.
+    #[serde(default)]
+    pub etag: Option<String>,
+    /// When it was stored, as the server formats it.
+    #[serde(default)]
+    pub uploaded: Option<String>,
+    /// Its content type.
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+/// A page of [`Client::list_files`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileList {
+    /// Files on this page.
+    pub objects: Vec<FileObject>,
+    /// With a delimiter: the common prefixes ("directories") on this page.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Whether more pages follow.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Pass this as [`ListFiles::cursor`] to get the next page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// Options for [`Client::list_files`]; all optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListFiles {
+    /// Only keys starting with this.
+    pub prefix: Option<String>,
+    /// Group keys sharing a prefix up to this string into [`FileList::prefixes`].
+    pub delimiter: Option<String>,
+    /// Where the previous page ended.
+    pub cursor: Option<String>,
+    /// Most entries per page.
+    pub limit: Option<u32>,
+}
+
+impl Client {
+    /// Uploads a file from `body`, streaming it. The server needs the size before the body:
+    /// pass it as `len` when known; without it the body is first spooled to a temporary file
+    /// to measure it.
+    pub async fn put_file<R>(&self, key: &str, body: R, content_type: &str, len: Option<u64>) -> Result<Upload>
+    where
+        R: AsyncRead + Send + Sync + 'static,
+    {
+        let url = self.file_url(key)?;
+        match len {
+            Some(len) => self.upload(url, key, body, content_type, len).await,
+            None => {
+                let spooled = Spooled::write(body).await?;
+                let file = tokio::fs::File::open(&spooled.path).await?;
+                self.upload(url, key, file, content_type, spooled.len).await
+            }
+        }
+    }
+
+    async fn upload<R>(&self, url: Url, key: &str, body: R, content_type: &str, len: u64) -> Result<Upload>
+    where
+        R: AsyncRead + Send + Sync + 'static,
+    {
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        let stream = ReaderStream::new(body).inspect_ok(move |chunk| {
+            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+        });
+        let request = self
+            .inner
+            .http
+            .put(url)
+            .header(CONTENT_TYPE, content_type)
+            .header(CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(stream));
+        let response = check(request.send().await?).await?;
+        let etag = header(response.headers(), ETAG);
+        Ok(Upload { key: key.to_owned(), size: sent.load(Ordering::Relaxed), etag })
+    }
+
+    /// Downloads a file (or a range of it) into `writer`, streaming it. The writer is flushed
+    /// but not shut down.
+    pub async fn get_file<W>(&self, key: &str, writer: &mut W, range: Option<ByteRange>) -> Result<Download>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        let mut request = self.inner.http.get(self.file_url(key)?);
+        if let Some(range) = range {
+            request = request.header(RANGE, range.header_value());
+        }
+        let response = check(request.send().await?).await?;
+        let content_range = (response.status() == StatusCode::PARTIAL_CONTENT)
+            .then(|| header(response.headers(), CONTENT_RANGE).and_then(|v| parse_content_range(&v)))
+            .flatten();
+        let mut meta = file_meta(key, response.headers());
+        if let Some((_, _, total)) = content_range {
+            meta.size = total;
+        }
+        let mut body = response.bytes_stream();
+        let mut written = 0u64;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            writer.write_all(&chunk).await?;
+            written += chunk.len() as u64;
+        }
+        writer.flush().await?;
+        Ok(Download { meta, range: content_range.map(|(start, end, _)| (start, end)), written })
+    }
+
+    /// The file's metadata, without its content.
+    pub async fn head_file(&self, key: &str) -> Result<FileMeta> {
+        let request = self.inner.http.head(self.file_url(key)?).timeout(self.inner.settings.request_timeout);
+        let response = check(request.send().await?).await?;
+        Ok(file_meta(key, response.headers()))
+    }
+
+    /// Deletes a file ([`Error::NotFound`] if there is none).
+    pub async fn delete_file(&self, key: &str) -> Result<()> {
+        let request = self.inner.http.delete(self.file_url(key)?).timeout(self.inner.settings.request_timeout);
+        check(request.send().await?).await.map(drop)
+    }
+
+    /// Lists files, a page at a time.
+    pub async fn list_files(&self, options: &ListFiles) -> Result<FileList> {
+        let mut url = endpoint(&self.inner.settings.http_base, ["v1", "files"]);
+        {
+            let mut query = url.query_pairs_mut();
+            if let Some(prefix) = &options.prefix {
+                query.append_pair("prefix", prefix);
+            }
+            if let Some(delimiter) = &options.delimiter {
+                query.append_pair("delimiter", delimiter);
+            }
+            if let Some(cursor) = &options.cursor {
+                query.append_pair("cursor", cursor);
+            }
+            if let Some(limit) = options.limit {
+                query.append_pair("limit", &limit.to_string());
+            }
+        }
+        // An empty query would leave a dangling `?`.
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        let response = check(self.inner.http.get(url).timeout(self.inner.settings.request_timeout).send().await?).await?;
+        let body = response.bytes().await?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("file listing: {e}")))
+    }
+
+    /// `{base}/v1/files/{key}`, keeping the key's `/` as path separators.
+    fn file_url(&self, key: &str) -> Result<Url> {
+        if key.is_empty() {
+            return Err(Error::BadRequest("file key must not be empty".into()));
+        }
+        Ok(endpoint(&self.inner.settings.http_base, ["v1", "files"].into_iter().chain(key.split('/'))))
+    }
+}
+
+/// A body of unknown length copied to a temporary file, deleted on drop.
+struct Spooled {
+    path: std::path::PathBuf,
+    len: u64,
+}
+
+impl Spooled {
+    async fn write<R: AsyncRead>(body: R) -> Result<Spooled> {
+        let path = std::env::temp_dir().join(format!("durable-stream-upload-{:032x}", rand::random::<u128>()));
+        let mut spooled = Spooled { path, len: 0 };
+        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&spooled.path).await?;
+        tokio::pin!(body);
+        spooled.len = tokio::io::copy(&mut body, &mut file).await?;
+        file.flush().await?;
+        Ok(spooled)
+    }
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Passes successful responses through and turns the others into typed errors.
+pub(crate) async fn check(response: Response) -> Result<Response> {
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    Err(Error::from_http(status.as_u16(), &body))
+}
+
+fn header(headers: &HeaderMap, name: reqwest::header::HeaderName) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+}
+
+fn file_meta(key: &str, headers: &HeaderMap) -> FileMeta {
+    FileMeta {
+        key: key.to_owned(),
+        size: header(headers, CONTENT_LENGTH).and_then(|v| v.parse().ok()).unwrap_or(0),
+        etag: header(headers, ETAG),
+        content_type: header(headers, CONTENT_TYPE),
+        last_modified: header(headers, LAST_MODIFIED),
+    }
+}
+
+/// Parses `bytes start-end/total` into `(start, end, total)`.
+fn parse_content_range(value: &str) -> Option<(u64, u64, u64)> {
+    let (range, total) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    Some((start.trim().parse().ok()?, end.trim().parse().ok()?, total.trim().parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_become_http_range_headers() {
+        assert_eq!(ByteRange::from(0..100).header_value(), "bytes=0-99");
+        assert_eq!(ByteRange::from(5..=5).header_value(), "bytes=5-5");
+        assert_eq!(ByteRange::from(10..).header_value(), "bytes=10-");
+        assert_eq!(ByteRange::Suffix(7).header_value(), "bytes=-7");
+        assert_eq!(ByteRange::from(3..3).header_value(), "bytes=3-3");
+    }
+
+    #[test]
+    fn content_ranges_parse() {
+        assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
+        assert_eq!(parse_content_range("bytes */1000"), None);
+        assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+
+    #[test]
+    fn listings_decode_with_optional_fields() {
+        let list: FileList = serde_json::from_str(
+            r#"{"objects":[{"key":"a/b","size":3,"etag":"\"e\"","uploaded":"2026-01-01T00:00:00Z","contentType":"text/plain"}],"prefixes":["a/"],"truncated":true,"cursor":"c1"}"#,
+        )
+        .unwrap();
+        assert_eq!(list.objects[0].content_type.as_deref(), Some("text/plain"));
+        assert_eq!((list.truncated, list.cursor.as_deref()), (true, Some("c1")));
+        let minimal: FileList = serde_json::from_str(r#"{"objects":[]}"#).unwrap();
+        assert!(!minimal.truncated && minimal.prefixes.is_empty());
+    }
+}

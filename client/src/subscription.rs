@@ -1,0 +1,806 @@
+//! Subscriptions: a stream of messages that survives disconnects without losing or repeating
+//! messages, acknowledges them so the server keeps sending, and notices when the subject was
+//! wiped (its epoch changed).
+
+use crate::connection::{close_reason, ConnectionEvent, Hello, Settings, Socket};
+use crate::cursor::{cursor_key, Cursor, CursorStore};
+use crate::error::{Error, Result};
+use durable_stream_protocol::frame::{Message as WireMessage, ServerFrame};
+use durable_stream_protocol::{RequestId, Seq, StartPosition};
+use futures_core::Stream;
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// How messages are acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AckMode {
+    /// Every message is acknowledged as the subscription yields it. After a disconnect the
+    /// subscription resumes after the last message yielded.
+    #[default]
+    Auto,
+    /// The application calls [`Message::ack`]; acks are cumulative. Messages not acknowledged
+    /// within the server's ack wait are delivered again (`redelivered == true`), and after a
+    /// disconnect the subscription resumes after the last acknowledged message.
+    Manual,
+}
+
+/// What a subscription does when the subject's epoch changes (it was wiped and recreated, so
+/// sequence numbers started over).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnEpochChange {
+    /// Yield [`Error::EpochChanged`] and end the stream.
+    #[default]
+    Error,
+    /// Continue with the new epoch from its first message.
+    RestartFromFirst,
+}
+
+/// Options for [`Client::subscribe`](crate::Client::subscribe).
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    /// Where to start. `None`: a durable consumer resumes after its acknowledged position,
+    /// anything else starts at the oldest retained message. A saved cursor (see
+    /// `cursor_store`) takes precedence. With a `consumer`, an explicit start resets the
+    /// consumer's position.
+    pub from: Option<StartPosition>,
+    /// Durable consumer name: the server remembers its acknowledged position.
+    pub consumer: Option<String>,
+    /// Most unacknowledged messages in flight (server default 1000, maximum 10000).
+    pub window: Option<u32>,
+    /// How messages are acknowledged.
+    pub ack: AckMode,
+    /// What to do when the subject's epoch changes.
+    pub on_epoch_change: OnEpochChange,
+    /// Where to save the position, so a new process resumes from it.
+    pub cursor_store: Option<Arc<dyn CursorStore>>,
+}
+
+impl SubscribeOptions {
+    /// Starts at `from` (see [`SubscribeOptions::from`](#structfield.from)).
+    pub fn start(mut self, from: StartPosition) -> Self {
+        self.from = Some(from);
+        self
+    }
+
+    /// Subscribes as the durable consumer `name`.
+    pub fn consumer(mut self, name: impl Into<String>) -> Self {
+        self.consumer = Some(name.into());
+        self
+    }
+
+    /// Sets the flow-control window.
+    pub fn window(mut self, window: u32) -> Self {
+        self.window = Some(window);
+        self
+    }
+
+    /// Sets the acknowledgement mode.
+    pub fn ack(mut self, mode: AckMode) -> Self {
+        self.ack = mode;
+        self
+    }
+
+    /// Sets the reaction to an epoch change.
+    pub fn on_epoch_change(mut self, reaction: OnEpochChange) -> Self {
+        self.on_epoch_change = reaction;
+        self
+    }
+
+    /// Saves and restores the position with `store`.
+    pub fn cursor_store(mut self, store: Arc<dyn CursorStore>) -> Self {
+        self.cursor_store = Some(store);
+        self
+    }
+}
+
+/// A message received by a [`Subscription`].
+#[derive(Clone)]
+pub struct Message {
+    /// The message's sequence number in its subject (from 1).
+    pub seq: Seq,
+    /// When the server stored it, in milliseconds since the Unix epoch.
+    pub ts: u64,
+    /// The published JSON value.
+    pub data: Value,
+    /// Whether it was delivered before without being acknowledged.
+    pub redelivered: bool,
+    acker: Acker,
+}
+
+impl Message {
+    /// Acknowledges this message and every earlier one (acks are cumulative). Needed only in
+    /// [`AckMode::Manual`]; a no-op in auto mode. The ack is sent in the background.
+    pub fn ack(&self) {
+        self.acker.ack(self.seq);
+    }
+
+    /// Deserializes the payload into `T`.
+    pub fn deserialize<T: DeserializeOwned>(&self) -> Result<T> {
+        T::deserialize(&self.data).map_err(|e| Error::InvalidResponse(format!("message {}: {e}", self.seq)))
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("seq", &self.seq)
+            .field("ts", &self.ts)
+            .field("data", &self.data)
+            .field("redelivered", &self.redelivered)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+struct Acker {
+    shared: Arc<Shared>,
+    generation: u64,
+}
+
+impl Acker {
+    fn ack(&self, seq: Seq) {
+        let mut progress = self.shared.progress();
+        if progress.generation == self.generation && progress.acknowledge(seq) {
+            drop(progress);
+            self.shared.ack_wakeup.notify_one();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Positions
+
+/// What the application has consumed, which decides what is yielded and where to resume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Progress {
+    mode: AckMode,
+    /// Start for the next `sub` while there is no concrete position.
+    initial_from: Option<StartPosition>,
+    /// Whether `acked` is a real position (set by the first `ok` to `sub` or a saved cursor).
+    positioned: bool,
+    /// Everything up to here is consumed; the next subscription starts after it.
+    acked: Seq,
+    /// The highest sequence yielded to the application.
+    yielded: Seq,
+    /// The subject's epoch, once known.
+    epoch: Option<String>,
+    /// Bumped when the epoch changes: anything from an older generation is stale.
+    generation: u64,
+    /// The position last written to the cursor store.
+    saved: Option<Cursor>,
+}
+
+impl Progress {
+    pub fn new(mode: AckMode, from: Option<StartPosition>, cursor: Option<Cursor>) -> Self {
+        let mut progress = Progress {
+            mode,
+            initial_from: from,
+            positioned: false,
+            acked: 0,
+            yielded: 0,
+            epoch: None,
+            generation: 0,
+            saved: None,
+        };
+        if let Some(cursor) = cursor {
+            progress.positioned = true;
+            progress.acked = cursor.seq;
+            progress.yielded = cursor.seq;
+            progress.epoch = Some(cursor.epoch.clone());
+            progress.saved = Some(cursor);
+        }
+        progress
+    }
+
+    /// The `from` of the next `sub`: right after the consumed position once there is one.
+    pub fn resume_from(&self) -> Option<StartPosition> {
+        if self.positioned {
+            Some(StartPosition::Seq(self.acked + 1))
+        } else {
+            self.initial_from
+        }
+    }
+
+    /// The server resolved the subscription's start to `start`: messages before it are gone
+    /// (consumed, trimmed, or before "new"), so the position is at least `start - 1`.
+    pub fn subscribed(&mut self, start: Seq) {
+        let before = start.saturating_sub(1);
+        self.positioned = true;
+        self.acked = self.acked.max(before);
+        self.yielded = self.yielded.max(before);
+    }
+
+    /// Whether to yield a received message, and with which `redelivered` flag. Never yields a
+    /// sequence at or below one already yielded, except, in manual mode, one not yet
+    /// acknowledged (that is a redelivery).
+    pub fn admit(&mut self, seq: Seq, redelivered: bool) -> Option<bool> {
+        if seq > self.yielded {
+            self.yielded = seq;
+            if self.mode == AckMode::Auto {
+                self.acked = seq;
+            }
+            Some(redelivered)
+        } else if self.mode == AckMode::Manual && seq > self.acked {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// Applies a cumulative ack from the application; returns whether the position moved.
+    /// Acks beyond what was yielded are limited to it.
+    pub fn acknowledge(&mut self, seq: Seq) -> bool {
+        let seq = seq.min(self.yielded);
+        if self.mode == AckMode::Manual && seq > self.acked {
+            self.acked = seq;
+            return true;
+        }
+        false
+    }
+
+    /// The server gave up on `first..=last` (max deliveries without an ack): move past them.
+    pub fn skipped(&mut self, last: Seq) {
+        self.acked = self.acked.max(last);
+        self.yielded = self.yielded.max(last);
+    }
+
+    /// Checks the epoch a connection reports against the one seen before. On a change,
+    /// either fails or starts over from the first message of the new epoch.
+    pub fn check_epoch(&mut self, epoch: &str, reaction: OnEpochChange) -> Result<()> {
+        match &self.epoch {
+            Some(known) if known != epoch => match reaction {
+                OnEpochChange::Error => {
+                    return Err(Error::EpochChanged { previous: known.clone(), current: epoch.to_owned() })
+                }
+                OnEpochChange::RestartFromFirst => {
+                    self.positioned = false;
+                    self.initial_from = Some(StartPosition::First);
+                    self.acked = 0;
+                    self.yielded = 0;
+                    self.generation += 1;
+                }
+            },
+            _ => {}
+        }
+        self.epoch = Some(epoch.to_owned());
+        Ok(())
+    }
+
+    /// The cursor to save, if the position changed since the last save.
+    pub fn unsaved_cursor(&self) -> Option<Cursor> {
+        let epoch = self.epoch.clone()?;
+        if !self.positioned {
+            return None;
+        }
+        let cursor = Cursor { epoch, seq: self.acked };
+        (self.saved.as_ref() != Some(&cursor)).then_some(cursor)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stream
+
+/// State shared by a [`Subscription`], its messages (for acks) and its task.
+struct Shared {
+    progress: Mutex<Progress>,
+    /// Wakes the task when there may be a new ack to send.
+    ack_wakeup: Notify,
+    cursor: Option<(Arc<dyn CursorStore>, String)>,
+}
+
+impl Shared {
+    fn progress(&self) -> MutexGuard<'_, Progress> {
+        // A panic while holding the lock cannot leave Progress half-updated in a way that
+        // matters more than losing the subscription, so keep going.
+        self.progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the cursor if it changed. The lock is held so saves never overtake each other.
+    fn save_cursor(&self) -> Result<()> {
+        let Some((store, key)) = &self.cursor else { return Ok(()) };
+        let mut progress = self.progress();
+        if let Some(cursor) = progress.unsaved_cursor() {
+            store.save(key, &cursor)?;
+            progress.saved = Some(cursor);
+        }
+        Ok(())
+    }
+}
+
+/// What the task hands to the stream, in order.
+enum Delivery {
+    Messages { generation: u64, messages: Vec<WireMessage> },
+    Skipped { generation: u64, last: Seq },
+    Failed(Error),
+}
+
+/// A live subscription: a [`Stream`] of [`Message`]s.
+///
+/// It reconnects on its own after disconnects (with the client's backoff) and resumes after
+/// the last consumed message, yielding each sequence once (manual-mode redeliveries aside). The
+/// stream yields an error and ends when the server refuses the subscription, when reconnecting
+/// gives up (see [`Backoff::max_attempts`](crate::Backoff::max_attempts)), or on an epoch change
+/// with [`OnEpochChange::Error`]. A failed cursor save is yielded as an error too, but the
+/// stream goes on. Dropping it closes the connection; [`Subscription::close`] also waits until
+/// the socket is closed and the cursor saved.
+pub struct Subscription {
+    subject: String,
+    shared: Arc<Shared>,
+    deliveries: mpsc::Receiver<Delivery>,
+    buffer: VecDeque<(u64, WireMessage)>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription").field("subject", &self.subject).field("progress", &*self.shared.progress()).finish()
+    }
+}
+
+impl Subscription {
+    /// The subject subscribed to.
+    pub fn subject(&self) -> &str {
+        &self.subject
+    }
+
+    /// The last consumed sequence: acknowledged (manual mode) or yielded (auto mode).
+    pub fn position(&self) -> Seq {
+        self.shared.progress().acked
+    }
+
+    /// The subject's epoch as last reported by the server.
+    pub fn epoch(&self) -> Option<String> {
+        self.shared.progress().epoch.clone()
+    }
+
+    /// Closes the connection, sends the last ack and saves the cursor.
+    pub async fn close(mut self) -> Result<()> {
+        // Closing the channel is the task's signal to stop.
+        self.deliveries.close();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.shared.save_cursor()
+    }
+
+    fn to_message(&self, generation: u64, wire: WireMessage, redelivered: bool) -> Message {
+        Message {
+            seq: wire.seq,
+            ts: wire.ts,
+            data: wire.data,
+            redelivered,
+            acker: Acker { shared: self.shared.clone(), generation },
+        }
+    }
+}
+
+impl Stream for Subscription {
+    type Item = Result<Message>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            if let Some((generation, wire)) = self.buffer.pop_front() {
+                let admitted = {
+                    let mut progress = self.shared.progress();
+                    if progress.generation != generation {
+                        continue;
+                    }
+                    let admitted = progress.admit(wire.seq, wire.redelivered);
+                    (admitted, progress.mode)
+                };
+                if let (Some(redelivered), mode) = admitted {
+                    if mode == AckMode::Auto {
+                        self.shared.ack_wakeup.notify_one();
+                    }
+                    return Poll::Ready(Some(Ok(self.to_message(generation, wire, redelivered))));
+                }
+                continue;
+            }
+            match self.deliveries.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Delivery::Failed(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Delivery::Messages { generation, messages })) => {
+                    self.buffer.extend(messages.into_iter().map(|m| (generation, m)));
+                }
+                Poll::Ready(Some(Delivery::Skipped { generation, last })) => {
+                    let mut progress = self.shared.progress();
+                    if progress.generation == generation {
+                        progress.skipped(last);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // The task may not get to run again (e.g. the runtime is shutting down): save here too.
+        let _ = self.shared.save_cursor();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The task
+
+/// The request id of the `sub` frame (a subscription connection carries no other requests).
+const SUB_ID: &str = "sub";
+/// How often a changed position is written to the cursor store.
+const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Frames buffered between the task and the stream.
+const DELIVERY_BUFFER: usize = 16;
+
+struct Subscriber {
+    settings: Arc<Settings>,
+    subject: String,
+    consumer: Option<String>,
+    window: Option<u32>,
+    on_epoch_change: OnEpochChange,
+    shared: Arc<Shared>,
+    deliveries: mpsc::Sender<Delivery>,
+}
+
+/// How a connection ended.
+enum Ended {
+    /// The application dropped or closed the subscription.
+    Stopped,
+    Disconnected(String),
+}
+
+/// Opens a subscription: the first connection happens here so that refusals (bad options,
+/// wrong key) are returned to the caller; later ones happen in the background.
+pub(crate) async fn subscribe(settings: Arc<Settings>, subject: &str, options: SubscribeOptions) -> Result<Subscription> {
+    let key = cursor_key(subject, options.consumer.as_deref());
+    let saved = match &options.cursor_store {
+        Some(store) => store.load(&key)?,
+        None => None,
+    };
+    let shared = Arc::new(Shared {
+        progress: Mutex::new(Progress::new(options.ack, options.from, saved)),
+        ack_wakeup: Notify::new(),
+        cursor: options.cursor_store.map(|store| (store, key)),
+    });
+    let (deliveries, receiver) = mpsc::channel(DELIVERY_BUFFER);
+    let subscriber = Subscriber {
+        settings,
+        subject: subject.to_owned(),
+        consumer: options.consumer,
+        window: options.window,
+        on_epoch_change: options.on_epoch_change,
+        shared: shared.clone(),
+        deliveries,
+    };
+    let (socket, early) = subscriber.establish().await?;
+    let task = tokio::spawn(subscriber.run(socket, early));
+    Ok(Subscription { subject: subject.to_owned(), shared, deliveries: receiver, buffer: VecDeque::new(), task: Some(task) })
+}
+
+impl Subscriber {
+    async fn run(self, mut socket: Socket, mut early: Vec<WireMessage>) {
+        let mut failures = 0u32;
+        loop {
+            let mut acks = AckSender::new(self.shared.progress().acked);
+            let reason = match self.serve(&mut socket, &mut acks, std::mem::take(&mut early)).await {
+                Ended::Stopped => {
+                    // The application may have acknowledged messages just before stopping.
+                    let _ = acks.flush(&mut socket, &self.shared).await;
+                    let _ = socket.close(None).await;
+                    let _ = self.shared.save_cursor();
+                    return;
+                }
+                Ended::Disconnected(reason) => reason,
+            };
+            self.settings.emit(ConnectionEvent::Disconnected { subject: self.subject.clone(), reason });
+            loop {
+                let attempt = failures + 1;
+                let delay = self.settings.backoff.delay(attempt);
+                self.settings.emit(ConnectionEvent::Reconnecting { subject: self.subject.clone(), attempt, delay });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = self.deliveries.closed() => return,
+                }
+                let established = tokio::select! {
+                    established = self.establish() => established,
+                    _ = self.deliveries.closed() => return,
+                };
+                match established {
+                    Ok((fresh, messages)) => {
+                        socket = fresh;
+                        early = messages;
+                        failures = 0;
+                        break;
+                    }
+                    Err(e) if e.is_transient() && self.settings.backoff.allows(failures + 1) => failures += 1,
+                    Err(e) => {
+                        let _ = self.deliveries.send(Delivery::Failed(e)).await;
+                        let _ = self.shared.save_cursor();
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Connects, checks the epoch, and subscribes from the current position. Returns the open
+    /// socket and any messages that arrived with the subscription's reply.
+    async fn establish(&self) -> Result<(Socket, Vec<WireMessage>)> {
+        let (mut socket, Hello { epoch, .. }) = self.settings.open(&self.subject).await?;
+        let from = {
+            let mut progress = self.shared.progress();
+            progress.check_epoch(&epoch, self.on_epoch_change)?;
+            progress.resume_from()
+        };
+        let mut frame = json!({ "op": "sub", "id": SUB_ID });
+        if let Some(from) = from {
+            frame["from"] = start_to_json(from);
+        }
+        if let Some(consumer) = &self.consumer {
+            frame["consumer"] = consumer.as_str().into();
+        }
+        if let Some(window) = self.window {
+            frame["window"] = window.into();
+        }
+        socket.send(WsMessage::text(frame.to_string())).await?;
+        let reply = tokio::time::timeout(self.settings.request_timeout, Self::await_subscribed(&mut socket))
+            .await
+            .unwrap_or(Err(Error::Timeout));
+        let (start, early) = reply?;
+        self.shared.progress().subscribed(start);
+        Ok((socket, early))
+    }
+
+    async fn await_subscribed(socket: &mut Socket) -> Result<(Seq, Vec<WireMessage>)> {
+        let mut early = Vec::new();
+        let is_sub = |id: &Option<RequestId>| matches!(id, Some(RequestId::Text(id)) if id == SUB_ID);
+        loop {
+            let text = match socket.next().await {
+                Some(Ok(WsMessage::Text(text))) => text,
+                Some(Ok(WsMessage::Close(_))) => return Err(Error::Closed),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.into()),
+                None => return Err(Error::Closed),
+            };
+            match ServerFrame::parse(&text)? {
+                ServerFrame::Ok { id, fields } if is_sub(&id) => {
+                    let start = fields.get("from").and_then(Value::as_u64).ok_or_else(|| {
+                        Error::InvalidResponse(format!("subscription reply without `from`: {text}"))
+                    })?;
+                    return Ok((start, early));
+                }
+                ServerFrame::Err { id, code, message } if is_sub(&id) => return Err(Error::from_code(code, message)),
+                ServerFrame::Msg(message) => early.push(message),
+                ServerFrame::Msgs { messages } => early.extend(messages),
+                _ => {}
+            }
+        }
+    }
+
+    /// Delivers messages and sends acks until the connection ends or the application stops.
+    async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<WireMessage>) -> Ended {
+        let generation = self.shared.progress().generation;
+        if !early.is_empty() {
+            acks.received(&early);
+            if self.deliver(Delivery::Messages { generation, messages: early }).await.is_err() {
+                return Ended::Stopped;
+            }
+        }
+        let mut save_timer = tokio::time::interval(CURSOR_SAVE_INTERVAL);
+        save_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.deliveries.closed() => return Ended::Stopped,
+                _ = self.shared.ack_wakeup.notified() => {}
+                _ = save_timer.tick() => {
+                    if let Err(e) = self.shared.save_cursor() {
+                        // Report it but keep delivering: the server-side position is intact.
+                        if self.deliver(Delivery::Failed(e)).await.is_err() {
+                            return Ended::Stopped;
+                        }
+                    }
+                }
+                frame = socket.next() => {
+                    let delivery = match frame {
+                        Some(Ok(WsMessage::Text(text))) => match ServerFrame::parse(&text) {
+                            Ok(ServerFrame::Msg(message)) => Some(vec![message]),
+                            Ok(ServerFrame::Msgs { messages }) => Some(messages),
+                            Ok(ServerFrame::Skipped { last, .. }) => {
+                                if self.deliver(Delivery::Skipped { generation, last }).await.is_err() {
+                                    return Ended::Stopped;
+                                }
+                                None
+                            }
+                            // Replies to nothing we asked, and frames from newer servers.
+                            _ => None,
+                        },
+                        Some(Ok(WsMessage::Close(frame))) => return Ended::Disconnected(close_reason(frame.as_ref())),
+                        Some(Ok(_)) => None,
+                        Some(Err(e)) => return Ended::Disconnected(e.to_string()),
+                        None => return Ended::Disconnected("connection ended".into()),
+                    };
+                    if let Some(messages) = delivery {
+                        acks.received(&messages);
+                        if self.deliver(Delivery::Messages { generation, messages }).await.is_err() {
+                            return Ended::Stopped;
+                        }
+                    }
+                }
+            }
+            if let Err(e) = acks.flush(socket, &self.shared).await {
+                return Ended::Disconnected(e.to_string());
+            }
+        }
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<(), ()> {
+        self.deliveries.send(delivery).await.map_err(|_| ())
+    }
+}
+
+/// Sends cumulative acks on one connection, never beyond what that connection delivered (the
+/// application may ack messages it got from an earlier connection before this one resent
+/// them, and the server refuses acks past its last delivery).
+#[derive(Debug)]
+struct AckSender {
+    received: Seq,
+    sent: Seq,
+}
+
+impl AckSender {
+    fn new(position: Seq) -> Self {
+        AckSender { received: position, sent: position }
+    }
+
+    fn received(&mut self, messages: &[WireMessage]) {
+        if let Some(highest) = messages.iter().map(|m| m.seq).max() {
+            self.received = self.received.max(highest);
+        }
+    }
+
+    /// The ack to send now for the application's position `acked`, if any.
+    fn next(&mut self, acked: Seq) -> Option<Seq> {
+        let seq = acked.min(self.received);
+        (seq > self.sent).then(|| {
+            self.sent = seq;
+            seq
+        })
+    }
+
+    async fn flush(&mut self, socket: &mut Socket, shared: &Shared) -> Result<()> {
+        let acked = shared.progress().acked;
+        if let Some(seq) = self.next(acked) {
+            socket.send(WsMessage::text(json!({ "op": "ack", "seq": seq }).to_string())).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The JSON form of a start position in a `sub` frame.
+pub(crate) fn start_to_json(from: StartPosition) -> Value {
+    match from {
+        StartPosition::Seq(seq) => seq.into(),
+        StartPosition::First => "first".into(),
+        StartPosition::Last => "last".into(),
+        StartPosition::New => "new".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(seq: Seq) -> WireMessage {
+        WireMessage { seq, ts: 0, data: Value::Null, redelivered: false }
+    }
+
+    #[test]
+    fn auto_mode_yields_each_sequence_once_and_resumes_after_it() {
+        let mut p = Progress::new(AckMode::Auto, Some(StartPosition::New), None);
+        assert_eq!(p.resume_from(), Some(StartPosition::New));
+        p.subscribed(10);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(10)), "'new' is pinned once resolved");
+        assert_eq!(p.admit(10, false), Some(false));
+        assert_eq!(p.admit(11, false), Some(false));
+        assert_eq!(p.admit(11, false), None, "duplicate");
+        assert_eq!(p.admit(10, true), None, "auto mode never repeats");
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(12)));
+        assert!(!p.acknowledge(11), "acks are implicit in auto mode");
+    }
+
+    #[test]
+    fn manual_mode_resumes_after_the_last_ack_and_repeats_only_unacked() {
+        let mut p = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
+        p.subscribed(1);
+        for seq in 1..=5 {
+            assert_eq!(p.admit(seq, false), Some(false));
+        }
+        assert!(p.acknowledge(3));
+        assert!(!p.acknowledge(2), "older acks do not move the position");
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(4)));
+        assert_eq!(p.admit(3, false), None, "acknowledged: never again");
+        assert_eq!(p.admit(4, false), Some(true), "unacknowledged: a redelivery");
+        assert_eq!(p.admit(6, false), Some(false));
+        assert!(p.acknowledge(100));
+        assert_eq!(p.acked, 6, "acks are limited to what was yielded");
+    }
+
+    #[test]
+    fn a_consumer_without_from_lets_the_server_choose_then_pins_it() {
+        let mut p = Progress::new(AckMode::Manual, None, None);
+        assert_eq!(p.resume_from(), None);
+        p.subscribed(42);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(42)));
+        assert_eq!(p.admit(41, false), None);
+    }
+
+    #[test]
+    fn trimmed_starts_and_skips_move_the_position_forward() {
+        let mut p = Progress::new(AckMode::Manual, None, None);
+        p.subscribed(1);
+        p.admit(1, false);
+        p.acknowledge(1);
+        p.subscribed(50);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(50)));
+        p.subscribed(20);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(50)), "never backwards");
+        p.skipped(60);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(61)));
+        assert_eq!(p.admit(60, true), None);
+    }
+
+    #[test]
+    fn a_saved_cursor_positions_the_subscription() {
+        let cursor = Cursor { epoch: "e1".into(), seq: 7 };
+        let mut p = Progress::new(AckMode::Auto, Some(StartPosition::First), Some(cursor.clone()));
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(8)));
+        assert_eq!(p.unsaved_cursor(), None, "nothing new to save");
+        p.check_epoch("e1", OnEpochChange::Error).unwrap();
+        p.admit(8, false);
+        assert_eq!(p.unsaved_cursor(), Some(Cursor { epoch: "e1".into(), seq: 8 }));
+    }
+
+    #[test]
+    fn epoch_changes_fail_or_restart_from_first() {
+        let mut p = Progress::new(AckMode::Auto, None, Some(Cursor { epoch: "e1".into(), seq: 7 }));
+        let e = p.clone().check_epoch("e2", OnEpochChange::Error).unwrap_err();
+        assert!(matches!(e, Error::EpochChanged { previous, current } if previous == "e1" && current == "e2"));
+        p.check_epoch("e2", OnEpochChange::RestartFromFirst).unwrap();
+        assert_eq!(p.resume_from(), Some(StartPosition::First));
+        assert_eq!(p.generation, 1);
+        assert_eq!(p.admit(1, false), Some(false), "sequences start over");
+        let mut fresh = Progress::new(AckMode::Auto, None, None);
+        fresh.check_epoch("e9", OnEpochChange::Error).unwrap();
+        assert_eq!(fresh.epoch.as_deref(), Some("e9"), "the first epoch seen is just recorded");
+        assert_eq!(fresh.unsaved_cursor(), None, "no position yet");
+    }
+
+    #[test]
+    fn acks_never_pass_what_this_connection_delivered() {
+        let mut acks = AckSender::new(10);
+        assert_eq!(acks.next(15), None, "15 came from an earlier connection");
+        acks.received(&[wire(11), wire(12)]);
+        assert_eq!(acks.next(15), Some(12));
+        assert_eq!(acks.next(15), None, "already sent");
+        acks.received(&[wire(13), wire(14), wire(15), wire(16)]);
+        assert_eq!(acks.next(15), Some(15));
+        assert_eq!(acks.next(9), None);
+    }
+
+    #[test]
+    fn start_positions_encode_as_the_protocol_expects() {
+        assert_eq!(start_to_json(StartPosition::Seq(5)), json!(5));
+        assert_eq!(start_to_json(StartPosition::First), json!("first"));
+        assert_eq!(start_to_json(StartPosition::Last), json!("last"));
+        assert_eq!(start_to_json(StartPosition::New), json!("new"));
+    }
+}
