@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod dedup;
+pub mod durable_streams;
 pub mod error;
 pub mod frame;
 pub mod http_params;
