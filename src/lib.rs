@@ -34,6 +34,9 @@ async fn route(req: Request, env: Env) -> std::result::Result<Response, http::Fa
             }),
         )?);
     }
+    if path == "/ds" || path.starts_with("/ds/") {
+        return Ok(subject::ds::route(req, &env).await);
+    }
     if path == "/v1/files" || path.starts_with("/v1/files/") {
         auth::require_api_key(&req, &env)?;
         return files::handle(req, &env).await;

@@ -2,6 +2,7 @@
 //! decisions in the `protocol` crate.
 
 mod delivery;
+pub(crate) mod ds;
 mod http_api;
 mod ops;
 mod sessions;
@@ -11,12 +12,12 @@ use crate::http::{self, Failure};
 use delivery::pump;
 use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
 use durable_stream_protocol::subscription::Redelivery;
-use durable_stream_protocol::{dedup, Config, ErrorCode, ProtocolError};
+use durable_stream_protocol::{dedup, ClientFrame, Config, ErrorCode, ProtocolError};
 use sessions::Sessions;
 use std::cell::RefCell;
 use store::{Meta, Store};
 use worker::{
-    console_error, durable_object, Date, DurableObject, Env, Request, Response, Result, State, WebSocket,
+    console_error, durable_object, Date, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
 };
 
@@ -37,6 +38,8 @@ pub(crate) struct Core {
     pub sessions: Sessions,
     /// Long-polling HTTP reads waiting for the next publish.
     pub waiters: Vec<futures_channel::oneshot::Sender<()>>,
+    /// The Durable Streams protocol's state (`/ds`).
+    pub ds: ds::DsCore,
 }
 
 fn now_ms() -> u64 {
@@ -68,6 +71,7 @@ impl Core {
             candidates.push(self.store.oldest_ts()?.map(|ts| ts + self.config.retention_max_age_ms));
         }
         candidates.push(self.store.oldest_dedup_ts()?.map(|ts| ts + self.config.dedup_window_ms + 1));
+        candidates.push(ds::expiry_deadline(self)?);
         Ok(candidates.into_iter().flatten().min())
     }
 
@@ -102,17 +106,18 @@ impl Subject {
     fn with_core<T>(&self, subject: Option<&str>, f: impl FnOnce(&mut Core) -> T) -> Result<T> {
         let mut slot = self.core.borrow_mut();
         if slot.is_none() {
-            let config = Config::from_lookup(|name| self.env.var(name).ok().map(|v| v.to_string()))
-                .map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let lookup = |name: &str| self.env.var(name).ok().map(|v| v.to_string());
+            let config = Config::from_lookup(lookup).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let (store, meta) = Store::open(self.state.storage().sql(), subject.unwrap_or_default(), || random_hex(8))?;
-            *slot = Some(Core { config, store, meta, sessions: Sessions::load(&self.state), waiters: Vec::new() });
+            let ds = ds::DsCore::load(self.state.storage().sql(), lookup)?;
+            *slot = Some(Core { config, store, meta, sessions: Sessions::load(&self.state), waiters: Vec::new(), ds });
         }
         Ok(f(slot.as_mut().expect("core was just loaded")))
     }
 
     /// When the next alarm must fire after an event. Recomputed from scratch every time: a
-    /// publish can make an earlier deadline (age retention, redelivery) than the alarm already
-    /// pending, and `schedule` only ever moves the alarm earlier.
+    /// publish can make an earlier deadline (age retention, redelivery, expiry) than the alarm
+    /// already pending, and `schedule` only ever moves the alarm earlier.
     fn wanted_alarm(&self, core: &Core) -> Result<Option<u64>> {
         core.next_wakeup()
     }
@@ -155,6 +160,9 @@ impl Subject {
 
     async fn handle_fetch(&self, req: Request) -> std::result::Result<Response, Failure> {
         let path = req.path();
+        if ds::is_ds_path(&path) {
+            return Ok(self.handle_ds(req).await);
+        }
         let mut segments = path.trim_start_matches('/').split('/').skip(2);
         let subject = segments.next().unwrap_or_default().to_string();
         let rest: Vec<&str> = segments.collect();
@@ -162,8 +170,10 @@ impl Subject {
         if rest.is_empty() && upgrade.eq_ignore_ascii_case("websocket") {
             return self.accept_websocket(&subject);
         }
-        // Loads the subject (creating it under its name) before any HTTP operation.
-        self.with_core(Some(&subject), |_| ())?;
+        // Loads the subject (creating it under its name) before any HTTP operation, and refuses
+        // what a Durable Streams configuration forbids (see `ds::admit`).
+        let publish = req.method() == Method::Post && rest.is_empty();
+        self.with_core(Some(&subject), |core| ds::admit(core, publish, now_ms()))??;
         self.handle_http(req, &rest).await
     }
 }
@@ -186,7 +196,10 @@ impl DurableObject for Subject {
                     .map_err(|e| (e.id, Failure::Client(e.error)))
                     .and_then(|frame| {
                         let id = frame.id().cloned();
-                        ops::run(core, &conn, frame, now).map_err(|e| (id, e))
+                        let publish = matches!(frame, ClientFrame::Publish { .. });
+                        ds::admit(core, publish, now)
+                            .and_then(|()| ops::run(core, &conn, frame, now))
+                            .map_err(|e| (id, e))
                     }),
                 WebSocketIncomingMessage::Binary(_) => Err((
                     None,
@@ -230,6 +243,7 @@ impl DurableObject for Subject {
 
     async fn alarm(&self) -> Result<Response> {
         *self.alarm_at.borrow_mut() = Some(None);
+        self.ds_expire(now_ms()).await?;
         let wakeup = self.with_core(None, |core| {
             core.on_alarm(now_ms())?;
             core.next_wakeup()

@@ -25,6 +25,25 @@ CREATE TABLE IF NOT EXISTS dedup (
 );
 CREATE INDEX IF NOT EXISTS dedup_by_ts ON dedup (ts);
 CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, acked INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ds_stream (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  content_type TEXT NOT NULL,
+  ttl INTEGER,
+  expires_at TEXT,
+  expires_ms INTEGER,
+  closed INTEGER NOT NULL,
+  closed_by TEXT,
+  last_access INTEGER NOT NULL,
+  stream_seq TEXT,
+  refs INTEGER NOT NULL,
+  gone INTEGER NOT NULL,
+  forked_from TEXT,
+  fork_offset INTEGER,
+  fork_sub INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS ds_producers (
+  id TEXT PRIMARY KEY, epoch INTEGER NOT NULL, last_seq INTEGER NOT NULL, updated INTEGER NOT NULL
+);
 ";
 
 /// The subject's counters. The sequence counter lives here, apart from the messages, so that
@@ -152,6 +171,34 @@ impl Store {
         meta.last_seq = last;
         meta.last_ts = ts;
         meta.bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
+        self.save_counters(meta)
+    }
+
+    /// Stores one opaque chunk as message `seq` (the data of a Durable Streams byte or text
+    /// stream, kept as a BLOB in the same table as JSON messages).
+    pub fn append_blob(&self, meta: &mut Meta, seq: Seq, ts: u64, data: &[u8]) -> Result<()> {
+        self.sql.exec(
+            "INSERT INTO messages (seq, ts, data) VALUES (?, ?, ?)",
+            vec![int(seq), int(ts), SqlStorageValue::Blob(data.to_vec())],
+        )?;
+        if meta.first_seq > meta.last_seq {
+            meta.first_seq = seq;
+        }
+        meta.last_seq = seq;
+        meta.last_ts = ts;
+        meta.bytes += data.len() as u64;
+        self.save_counters(meta)
+    }
+
+    /// Moves an empty subject's counter to `last` without storing anything (a fork whose
+    /// inherited positions hold no retained data).
+    pub fn advance_to(&self, meta: &mut Meta, last: Seq) -> Result<()> {
+        if last > meta.last_seq {
+            if meta.first_seq > meta.last_seq {
+                meta.first_seq = last + 1;
+            }
+            meta.last_seq = last;
+        }
         self.save_counters(meta)
     }
 

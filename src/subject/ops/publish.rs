@@ -75,6 +75,8 @@ pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u
     for waiter in core.waiters.drain(..) {
         let _ = waiter.send(());
     }
+    // Durable Streams readers (long-poll, SSE) of the same stream.
+    super::super::ds::on_append(core, now)?;
     if core.sessions.subscriber_count() == 0 {
         return Ok(());
     }
