@@ -14,3 +14,7 @@ cargo test -p durable-stream --lib
 
 echo "== Worker on workerd (miniflare-tests) =="
 node_modules/.bin/node --test --test-concurrency=1 'miniflare-tests/*.test.mjs'
+
+echo "== Durable Streams conformance suite on workerd (/ds) =="
+# Fails the script on any failing test; skipped tests are listed with their reasons.
+PATH="$PWD/node_modules/.bin:$PATH" vitest run --config miniflare-tests/conformance/vitest.config.mjs

@@ -1,0 +1,193 @@
+// Live reads on the /ds mount hold no more than they need: a bounded number per stream, SSE
+// heartbeats, and responses that end when the stream is deleted or after DS_SSE_MAX_MS. And
+// what a protocol append was acknowledged with survives a restart of workerd.
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, tempDir, TEST_KEY } from "./server.mjs";
+import { uniqueSubject } from "./ws-client.mjs";
+
+const AUTH = { authorization: `Bearer ${TEST_KEY}` };
+const LIVE_VARS = { DS_MAX_LIVE_READERS: "2", DS_SSE_HEARTBEAT_MS: "300", DS_SSE_MAX_MS: "2000", DS_LONG_POLL_MS: "1500" };
+
+let server;
+before(async () => {
+  server = await startServer({ vars: LIVE_VARS });
+});
+after(async () => {
+  await server?.stop();
+});
+
+const streamUrl = (base, name) => `${base}/ds/v1/stream/${name}`;
+
+async function create(base, name, contentType = "application/json", headers = {}) {
+  const res = await fetch(streamUrl(base, name), { method: "PUT", headers: { ...AUTH, "content-type": contentType, ...headers } });
+  assert.equal(res.status, 201);
+}
+
+/** An open SSE response, read event by event. */
+async function openSse(base, name, offset = "-1") {
+  const controller = new AbortController();
+  const res = await fetch(`${streamUrl(base, name)}?offset=${offset}&live=sse`, { headers: AUTH, signal: controller.signal });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("content-type"), "text/event-stream");
+  const reader = res.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const events = [];
+  let ended = false;
+  const pump = (async () => {
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const type = /^event: ?(.*)$/m.exec(block)?.[1];
+          const data = [...block.matchAll(/^data: ?(.*)$/gm)].map((m) => m[1]).join("\n");
+          events.push({ type, data, at: Date.now() });
+        }
+      }
+    } catch {
+      // aborted by the test
+    }
+    ended = true;
+  })();
+  return {
+    events,
+    ended: () => ended,
+    finished: pump,
+    close: () => controller.abort(),
+  };
+}
+
+async function until(condition, ms, what) {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test("an idle SSE response sends a keep-alive control event every heartbeat", async () => {
+  const name = uniqueSubject("ds-heartbeat");
+  await create(server.url, name);
+  const sse = await openSse(server.url, name);
+  try {
+    await until(() => sse.events.length >= 4, 3_000, "the first control event and three heartbeats");
+    for (const event of sse.events) {
+      assert.equal(event.type, "control");
+      const control = JSON.parse(event.data);
+      assert.equal(control.streamNextOffset, "0000000000000000_0000000000000000");
+      assert.equal(control.upToDate, true);
+    }
+    const gaps = sse.events.slice(1).map((e, i) => e.at - sse.events[i].at);
+    assert.ok(gaps.every((gap) => gap >= 150 && gap < 1_500), `heartbeat gaps ${gaps}`);
+  } finally {
+    sse.close();
+  }
+});
+
+test("SSE responses end when the stream is deleted, and after DS_SSE_MAX_MS", async () => {
+  const name = uniqueSubject("ds-sse-end");
+  await create(server.url, name);
+  const deleted = await openSse(server.url, name);
+  await until(() => deleted.events.length >= 1, 2_000, "the first control event");
+  const removed = await fetch(streamUrl(server.url, name), { method: "DELETE", headers: AUTH });
+  assert.equal(removed.status, 204);
+  await Promise.race([deleted.finished, new Promise((_, no) => setTimeout(() => no(new Error("SSE still open after delete")), 1_000))]);
+  assert.ok(deleted.ended());
+
+  const other = uniqueSubject("ds-sse-max");
+  await create(server.url, other);
+  const started = Date.now();
+  const capped = await openSse(server.url, other);
+  await Promise.race([capped.finished, new Promise((_, no) => setTimeout(() => no(new Error("SSE outlived DS_SSE_MAX_MS")), 5_000))]);
+  const lifetime = Date.now() - started;
+  assert.ok(lifetime >= 1_500, `ended after ${lifetime} ms, before DS_SSE_MAX_MS`);
+});
+
+test("live readers per stream are bounded: one more answers 429 with Retry-After", async () => {
+  const name = uniqueSubject("ds-readers");
+  await create(server.url, name);
+  const first = await openSse(server.url, name);
+  const tail = "0000000000000000_0000000000000000";
+  const poll = fetch(`${streamUrl(server.url, name)}?offset=${tail}&live=long-poll`, { headers: AUTH });
+  await until(() => first.events.length >= 1, 2_000, "the SSE reader");
+  await new Promise((r) => setTimeout(r, 200)); // the long-poll is parked in the object
+  const refused = await fetch(`${streamUrl(server.url, name)}?offset=${tail}&live=long-poll`, { headers: AUTH });
+  assert.equal(refused.status, 429);
+  assert.equal(refused.headers.get("retry-after"), "1");
+  assert.equal((await refused.json()).error.code, "rate_limited");
+  // Catch-up reads are not live readers and are never refused.
+  const catchUp = await fetch(`${streamUrl(server.url, name)}?offset=-1`, { headers: AUTH });
+  assert.equal(catchUp.status, 200);
+  // A reader that leaves frees its place.
+  first.close();
+  assert.equal((await poll).status, 204);
+  await new Promise((r) => setTimeout(r, 200));
+  const admitted = await fetch(`${streamUrl(server.url, name)}?offset=${tail}&live=long-poll`, { headers: AUTH });
+  assert.equal(admitted.status, 204);
+});
+
+test("protocol appends, producer state, closure and lifetimes survive a restart of workerd", { timeout: 120_000 }, async () => {
+  const persist = tempDir("ds-restart-");
+  let own = await startServer({ persist });
+  try {
+    const json = uniqueSubject("ds-restart-json");
+    const bytes = uniqueSubject("ds-restart-bytes");
+    const closed = uniqueSubject("ds-restart-closed");
+    await create(own.url, json, "application/json", { "stream-ttl": "3600" });
+    await create(own.url, bytes, "application/octet-stream");
+    await create(own.url, closed, "text/plain");
+    const producer = { "producer-id": "p1", "producer-epoch": "3" };
+    for (let seq = 0; seq < 3; seq++) {
+      const res = await fetch(streamUrl(own.url, json), {
+        method: "POST",
+        headers: { ...AUTH, ...producer, "producer-seq": String(seq), "content-type": "application/json" },
+        body: JSON.stringify([{ seq }, `m${seq}`]),
+      });
+      assert.equal(res.status, 200);
+    }
+    const chunk = new Uint8Array([0, 1, 2, 254, 255]);
+    assert.equal((await fetch(streamUrl(own.url, bytes), { method: "POST", headers: { ...AUTH, "content-type": "application/octet-stream" }, body: chunk })).status, 204);
+    const close = await fetch(streamUrl(own.url, closed), { method: "POST", headers: { ...AUTH, "content-type": "text/plain", "stream-closed": "true" }, body: "last words" });
+    assert.equal(close.status, 204);
+
+    await own.stop();
+    own = await startServer({ persist });
+
+    const read = await fetch(`${streamUrl(own.url, json)}?offset=-1`, { headers: AUTH });
+    assert.deepEqual(await read.json(), [{ seq: 0 }, "m0", { seq: 1 }, "m1", { seq: 2 }, "m2"]);
+    assert.equal(read.headers.get("stream-next-offset"), "0000000000000006_0000000000000000");
+    const head = await fetch(streamUrl(own.url, json), { method: "HEAD", headers: AUTH });
+    assert.equal(head.headers.get("stream-ttl"), "3600");
+    // The producer's position survived: a retry is a duplicate, a gap is refused, the next seq goes in.
+    const retry = await fetch(streamUrl(own.url, json), {
+      method: "POST",
+      headers: { ...AUTH, ...producer, "producer-seq": "2", "content-type": "application/json" },
+      body: JSON.stringify([{ seq: 2 }, "m2"]),
+    });
+    assert.equal(retry.status, 204);
+    const gap = await fetch(streamUrl(own.url, json), {
+      method: "POST",
+      headers: { ...AUTH, ...producer, "producer-seq": "5", "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(gap.status, 409);
+    assert.equal(gap.headers.get("producer-expected-seq"), "3");
+
+    const raw = await fetch(`${streamUrl(own.url, bytes)}?offset=-1`, { headers: AUTH });
+    assert.deepEqual(new Uint8Array(await raw.arrayBuffer()), chunk);
+    const text = await fetch(`${streamUrl(own.url, closed)}?offset=-1`, { headers: AUTH });
+    assert.equal(await text.text(), "last words");
+    assert.equal(text.headers.get("stream-closed"), "true");
+    const refused = await fetch(streamUrl(own.url, closed), { method: "POST", headers: { ...AUTH, "content-type": "text/plain" }, body: "more" });
+    assert.equal(refused.status, 409);
+  } finally {
+    await own.stop();
+  }
+});
