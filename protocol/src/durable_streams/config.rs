@@ -75,4 +75,17 @@ mod tests {
         let e = DsConfig::from_lookup(|n| (n == "DS_MAX_LIVE_READERS").then(|| "0".into())).unwrap_err();
         assert_eq!(e.variable, "DS_MAX_LIVE_READERS");
     }
+
+    #[test]
+    fn wrangler_toml_sets_every_variable_to_its_default() {
+        let toml = include_str!("../../../wrangler.toml");
+        let value = |name: &str| {
+            toml.lines()
+                .find_map(|line| line.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().trim_matches('"').to_owned()))
+        };
+        for variable in VARIABLES {
+            assert!(value(variable).is_some(), "{variable} is missing from wrangler.toml [vars]");
+        }
+        assert_eq!(DsConfig::from_lookup(value).unwrap(), DsConfig::default());
+    }
 }
