@@ -97,10 +97,12 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
     wsUrl: url.replace(/^http/, "ws"),
     persist,
     output: () => output,
-    async stop() {
+    /** Stops the server: SIGTERM (then SIGKILL after 10 s), or `{ crash: true }` for an
+     *  immediate SIGKILL of wrangler and workerd, as in a power cut. */
+    async stop({ crash = false } = {}) {
       if (exited) return;
       const done = new Promise((r) => child.once("exit", r));
-      killGroup(child);
+      killGroup(child, crash ? "SIGKILL" : "SIGTERM");
       await Promise.race([done, sleep(10_000)]);
       if (!exited) killGroup(child, "SIGKILL");
       await Promise.race([done, sleep(5_000)]);
