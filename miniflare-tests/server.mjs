@@ -4,8 +4,8 @@
 // build step, with variable overrides), its own .dev.vars, a free port and a persistence
 // directory, so a test can stop workerd and start it again on the same storage.
 
-import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
+import { execFileSync, spawn } from "node:child_process";
+import { cpSync, mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync, existsSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -55,15 +55,31 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
   config.vars = { ...config.vars, ...vars };
   writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
   writeFileSync(join(configDir, ".dev.vars"), apiKey == null ? "" : `API_KEY=${apiKey}\n`);
+  const server = await launchWrangler(join(configDir, "wrangler.json"), { persist, log });
+  const stop = server.stop;
+  return {
+    ...server,
+    async stop(options) {
+      await stop(options);
+      rmSync(configDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Runs `wrangler dev` on a config file, on a free port, and waits until `/health` answers.
+ * Returns { url, wsUrl, persist, output(), directUrl(), stop({ crash }) }.
+ */
+export async function launchWrangler(configFile, { persist = tempDir("persist-"), log = false } = {}) {
   const port = await freePort();
   const inspector = await freePort();
   const wrangler = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
   const child = spawn(
     process.execPath,
-    [wrangler, "dev", "-c", join(configDir, "wrangler.json"), "--ip", "127.0.0.1", "--port", String(port),
+    [wrangler, "dev", "-c", configFile, "--ip", "127.0.0.1", "--port", String(port),
       "--inspector-port", String(inspector), "--persist-to", persist, "--log-level", log ? "log" : "warn", "--show-interactive-dev-session=false"],
     {
-      cwd: configDir,
+      cwd: dirname(configFile),
       env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
@@ -97,6 +113,8 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
     wsUrl: url.replace(/^http/, "ws"),
     persist,
     output: () => output,
+    /** The workerd behind wrangler's dev proxy (for benchmarks: production has no such hop). */
+    directUrl: () => workerdBehind(child.pid, port),
     /** Stops the server: SIGTERM (then SIGKILL after 10 s), or `{ crash: true }` for an
      *  immediate SIGKILL of wrangler and workerd, as in a power cut. */
     async stop({ crash = false } = {}) {
@@ -106,9 +124,34 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
       await Promise.race([done, sleep(10_000)]);
       if (!exited) killGroup(child, "SIGKILL");
       await Promise.race([done, sleep(5_000)]);
-      rmSync(configDir, { recursive: true, force: true });
     },
   };
+}
+
+/** The entry socket of the workerd that runs the Worker itself: a descendant of wrangler, other
+ *  than the proxy's public port, that answers `/health`. */
+async function workerdBehind(rootPid, publicPort) {
+  const children = new Map();
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      const parent = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[1];
+      children.set(parent, [...(children.get(parent) ?? []), pid]);
+    } catch {}
+  }
+  const family = [];
+  const walk = (pid) => (children.get(String(pid)) ?? []).forEach((child) => { family.push(child); walk(child); });
+  walk(rootPid);
+  const ports = execFileSync("ss", ["-ltnpH"]).toString().split("\n")
+    .filter((line) => family.some((pid) => line.includes(`pid=${pid},`)))
+    .map((line) => Number(line.trim().split(/\s+/)[3].split(":").pop()))
+    .filter((port) => port !== publicPort);
+  for (const port of ports) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1_000) });
+      if (res.ok) return `http://127.0.0.1:${port}`;
+    } catch {}
+  }
+  throw new Error("could not find the workerd behind wrangler dev's proxy");
 }
 
 function killGroup(child, signal = "SIGTERM") {

@@ -8,6 +8,8 @@ use durable_stream_protocol::durable_streams::create::StreamConfig;
 use durable_stream_protocol::durable_streams::expiry::{self, Lifetime};
 use durable_stream_protocol::durable_streams::producer::ProducerState;
 use durable_stream_protocol::Seq;
+use std::cell::RefCell;
+use std::rc::Rc;
 use worker::{Result, SqlStorage, SqlStorageValue};
 
 /// The producer tuple that closed a stream (a retry of it is a duplicate, not a conflict).
@@ -64,6 +66,10 @@ impl StreamRow {
 #[derive(Clone)]
 pub struct DsStore {
     sql: SqlStorage,
+    /// The `ds_stream` row as last read or written (outer None: not read yet). Every append
+    /// consults it several times; all writes to the table go through this store, and clones
+    /// share the cache, so it never goes stale.
+    row_cache: Rc<RefCell<Option<Option<StreamRow>>>>,
 }
 
 fn int(value: u64) -> SqlStorageValue {
@@ -113,7 +119,7 @@ pub struct Position {
 
 impl DsStore {
     pub fn new(sql: SqlStorage) -> DsStore {
-        DsStore { sql }
+        DsStore { sql, row_cache: Rc::default() }
     }
 
     fn first_row(&self, query: &str, bindings: Option<Vec<SqlStorageValue>>) -> Result<Option<Vec<SqlStorageValue>>> {
@@ -121,6 +127,15 @@ impl DsStore {
     }
 
     pub fn row(&self) -> Result<Option<StreamRow>> {
+        if let Some(row) = self.row_cache.borrow().as_ref() {
+            return Ok(row.clone());
+        }
+        let row = self.read_row()?;
+        *self.row_cache.borrow_mut() = Some(row.clone());
+        Ok(row)
+    }
+
+    fn read_row(&self) -> Result<Option<StreamRow>> {
         let Some(r) = self.first_row(
             "SELECT content_type, ttl, expires_at, expires_ms, closed, closed_by, last_access, stream_seq, refs, gone,
                     forked_from, fork_offset, fork_sub FROM ds_stream WHERE id = 1",
@@ -177,6 +192,7 @@ impl DsStore {
                 int(c.fork_sub_offset),
             ],
         )?;
+        *self.row_cache.borrow_mut() = Some(Some(row.clone()));
         Ok(())
     }
 
@@ -184,6 +200,7 @@ impl DsStore {
     pub fn delete_row(&self) -> Result<()> {
         self.sql.exec("DELETE FROM ds_stream", None)?;
         self.sql.exec("DELETE FROM ds_producers", None)?;
+        *self.row_cache.borrow_mut() = Some(None);
         Ok(())
     }
 
