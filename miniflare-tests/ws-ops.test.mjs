@@ -197,12 +197,15 @@ describe("sub", () => {
     await last.waitForMessages(4);
     await fresh.waitForMessages(3);
     await beyond.waitForMessages(1);
+    await zero.waitForMessages(8);
+    await noFrom.waitForMessages(8);
     assert.deepEqual(byNumber.msgs.map((m) => m.seq), [3, 4, 5, 6, 7, 8]);
     assert.deepEqual(last.msgs.map((m) => m.seq), [5, 6, 7, 8]);
     assert.deepEqual(fresh.msgs.map((m) => m.seq), [6, 7, 8]);
     assert.deepEqual(fresh.msgs.map((m) => m.data), ["s6", "s7", "s8"]);
     assert.deepEqual(beyond.msgs.map((m) => m.seq), [8]);
     assert.deepEqual(zero.msgs.map((m) => m.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
+    assert.deepEqual(noFrom.msgs.map((m) => m.seq), [1, 2, 3, 4, 5, 6, 7, 8]);
   });
 
   test("from last and new on an empty subject start at the next message", async () => {
