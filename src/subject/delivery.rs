@@ -31,7 +31,8 @@ impl<'a> Recent<'a> {
     }
 }
 
-/// Sends a subscriber everything its window allows. Returns whether its state changed.
+/// Sends a subscriber everything its window allows. Returns whether its state changed; the
+/// caller then saves it, and [`Session::save`] skips the write when only `sent` moved.
 pub fn pump(
     session: &mut Session,
     store: &Store,
