@@ -5,7 +5,16 @@
 
 use durable_stream_protocol::Subscription;
 use std::collections::HashMap;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, State, WebSocket};
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A WebSocket seen as a plain JavaScript object, to send a JavaScript string as it is.
+    type RawSocket;
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_value(this: &RawSocket, data: &JsValue) -> Result<(), JsValue>;
+}
 
 pub struct Session {
     pub ws: WebSocket,
@@ -40,6 +49,14 @@ impl Session {
     /// Sends a frame; a socket that is already closing is cleaned up by its close event.
     pub fn send(&self, frame: &str) {
         let _ = self.ws.send_with_str(frame);
+    }
+
+    /// Sends a frame already made into a JavaScript string. `send` copies the frame out of
+    /// the Worker's memory into a new string for every socket; a publish fanned out to many
+    /// subscribers makes that string once (see `delivery::Recent`).
+    pub fn send_js(&self, frame: &JsValue) {
+        let socket: &JsValue = self.ws.as_ref();
+        let _ = socket.unchecked_ref::<RawSocket>().send_value(frame);
     }
 }
 
