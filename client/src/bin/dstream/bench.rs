@@ -25,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     window: usize,
     /// Batches published.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     batches: u64,
     /// Messages per batch.
     #[arg(long, default_value_t = 100)]
@@ -244,6 +244,7 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<(), Error> {
 
     eprintln!("bench: batched publishes ({} batches of {})", args.batches, args.batch_size);
     let subject = &subjects[1];
+    client.info(subject).await?; // opens the connection, as `Target::publisher` does
     let (done, elapsed) = pipelined(args.batches, args.batch_window, Instant::now() + limit, |_| async {
         let batch: Vec<Value> = (0..args.batch_size).map(|_| payload(args.size)).collect();
         client.publish_batch(subject, batch).await.map(drop)
