@@ -19,6 +19,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// How messages are acknowledged.
@@ -440,6 +441,19 @@ const SUB_ID: &str = "sub";
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Frames buffered between the task and the stream.
 const DELIVERY_BUFFER: usize = 16;
+/// How long an ack may wait to be combined with later ones. Every ack is an event for the
+/// subject's Durable Object, which handles one event at a time (and workerd slows down badly
+/// when many events queue up): one ack per received frame from 100 subscribers swamps it.
+/// Auto mode acks only keep the window open and stop redelivery (after the server's ack wait,
+/// default 30 s), so they can wait long; an application's own acks go out sooner.
+fn ack_delay(mode: AckMode) -> Duration {
+    match mode {
+        AckMode::Auto => Duration::from_secs(1),
+        AckMode::Manual => Duration::from_millis(50),
+    }
+}
+/// The server's default window (`DEFAULT_WINDOW`), assumed when the subscription sets none.
+const SERVER_DEFAULT_WINDOW: u32 = 1000;
 
 struct Subscriber {
     settings: Arc<Settings>,
@@ -490,11 +504,15 @@ impl Subscriber {
     async fn run(self, mut socket: Socket, mut early: Vec<WireMessage>) {
         let mut failures = 0u32;
         loop {
-            let mut acks = AckSender::new(self.shared.progress().acked);
+            let (acked, mode) = {
+                let progress = self.shared.progress();
+                (progress.acked, progress.mode)
+            };
+            let mut acks = AckSender::new(acked, self.window.unwrap_or(SERVER_DEFAULT_WINDOW), ack_delay(mode));
             let reason = match self.serve(&mut socket, &mut acks, std::mem::take(&mut early)).await {
                 Ended::Stopped => {
                     // The application may have acknowledged messages just before stopping.
-                    let _ = acks.flush(&mut socket, &self.shared).await;
+                    let _ = acks.flush(&mut socket, &self.shared, None).await;
                     let _ = socket.close(None).await;
                     let _ = self.shared.save_cursor();
                     return;
@@ -598,9 +616,11 @@ impl Subscriber {
         let mut save_timer = tokio::time::interval(CURSOR_SAVE_INTERVAL);
         save_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let ack_due = acks.due;
             tokio::select! {
                 _ = self.deliveries.closed() => return Ended::Stopped,
                 _ = self.shared.ack_wakeup.notified() => {}
+                _ = tokio::time::sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {}
                 _ = save_timer.tick() => {
                     if let Err(e) = self.shared.save_cursor() {
                         // Report it but keep delivering: the server-side position is intact.
@@ -636,7 +656,7 @@ impl Subscriber {
                     }
                 }
             }
-            if let Err(e) = acks.flush(socket, &self.shared).await {
+            if let Err(e) = acks.flush(socket, &self.shared, Some(Instant::now())).await {
                 return Ended::Disconnected(e.to_string());
             }
         }
@@ -650,15 +670,23 @@ impl Subscriber {
 /// Sends cumulative acks on one connection, never beyond what that connection delivered (the
 /// application may ack messages it got from an earlier connection before this one resent
 /// them, and the server refuses acks past its last delivery).
+///
+/// Acks are combined: one goes out when half the window is waiting for it (so the server
+/// never runs out of window) or `delay` after the oldest position not yet acked.
 #[derive(Debug)]
 struct AckSender {
     received: Seq,
     sent: Seq,
+    /// Send at once when the position is this far past the last ack sent.
+    batch: u64,
+    delay: Duration,
+    /// When the position not acked yet must be sent, if there is one.
+    due: Option<Instant>,
 }
 
 impl AckSender {
-    fn new(position: Seq) -> Self {
-        AckSender { received: position, sent: position }
+    fn new(position: Seq, window: u32, delay: Duration) -> Self {
+        AckSender { received: position, sent: position, batch: u64::from(window / 2).max(1), delay, due: None }
     }
 
     fn received(&mut self, messages: &[WireMessage]) {
@@ -667,18 +695,28 @@ impl AckSender {
         }
     }
 
-    /// The ack to send now for the application's position `acked`, if any.
-    fn next(&mut self, acked: Seq) -> Option<Seq> {
+    /// The ack to send at `now` for the application's position `acked`, if any; `None` for
+    /// `now` means at once (the connection is closing).
+    fn next(&mut self, acked: Seq, now: Option<Instant>) -> Option<Seq> {
         let seq = acked.min(self.received);
-        (seq > self.sent).then(|| {
-            self.sent = seq;
-            seq
-        })
+        if seq <= self.sent {
+            self.due = None;
+            return None;
+        }
+        if let Some(now) = now {
+            let due = *self.due.get_or_insert(now + self.delay);
+            if seq - self.sent < self.batch && now < due {
+                return None;
+            }
+        }
+        self.sent = seq;
+        self.due = None;
+        Some(seq)
     }
 
-    async fn flush(&mut self, socket: &mut Socket, shared: &Shared) -> Result<()> {
+    async fn flush(&mut self, socket: &mut Socket, shared: &Shared, now: Option<Instant>) -> Result<()> {
         let acked = shared.progress().acked;
-        if let Some(seq) = self.next(acked) {
+        if let Some(seq) = self.next(acked, now) {
             socket.send(WsMessage::text(json!({ "op": "ack", "seq": seq }).to_string())).await?;
         }
         Ok(())
@@ -784,16 +822,41 @@ mod tests {
         assert_eq!(fresh.unsaved_cursor(), None, "no position yet");
     }
 
+    const DELAY: Duration = Duration::from_millis(50);
+
     #[test]
     fn acks_never_pass_what_this_connection_delivered() {
-        let mut acks = AckSender::new(10);
-        assert_eq!(acks.next(15), None, "15 came from an earlier connection");
+        let mut acks = AckSender::new(10, 2, DELAY);
+        assert_eq!(acks.next(15, None), None, "15 came from an earlier connection");
         acks.received(&[wire(11), wire(12)]);
-        assert_eq!(acks.next(15), Some(12));
-        assert_eq!(acks.next(15), None, "already sent");
+        assert_eq!(acks.next(15, None), Some(12));
+        assert_eq!(acks.next(15, None), None, "already sent");
         acks.received(&[wire(13), wire(14), wire(15), wire(16)]);
-        assert_eq!(acks.next(15), Some(15));
-        assert_eq!(acks.next(9), None);
+        assert_eq!(acks.next(15, None), Some(15));
+        assert_eq!(acks.next(9, None), None);
+    }
+
+    #[test]
+    fn acks_are_combined_until_half_the_window_or_the_delay() {
+        let t0 = Instant::now();
+        let mut acks = AckSender::new(0, 10, DELAY);
+        acks.received(&(1..=20).map(wire).collect::<Vec<_>>());
+        assert_eq!(acks.next(1, Some(t0)), None, "one message: wait for more");
+        assert_eq!(acks.due, Some(t0 + DELAY));
+        assert_eq!(acks.next(4, Some(t0 + DELAY / 2)), None);
+        assert_eq!(acks.due, Some(t0 + DELAY), "the oldest unsent position sets the deadline");
+        assert_eq!(acks.next(5, Some(t0 + DELAY / 2)), Some(5), "half the window waits: at once");
+        assert_eq!(acks.due, None);
+        let t1 = t0 + DELAY;
+        assert_eq!(acks.next(6, Some(t1)), None);
+        assert_eq!(acks.next(7, Some(t1 + DELAY)), Some(7), "the delay has passed");
+        assert_eq!(acks.next(7, Some(t1 + DELAY * 3)), None, "nothing new");
+        assert_eq!(acks.due, None);
+        assert_eq!(acks.next(8, Some(t1 + DELAY * 3)), None);
+        assert_eq!(acks.next(8, None), Some(8), "closing: at once");
+        let mut single = AckSender::new(0, 1, DELAY);
+        single.received(&[wire(1)]);
+        assert_eq!(single.next(1, Some(t0)), Some(1), "a window of one is acked message by message");
     }
 
     #[test]

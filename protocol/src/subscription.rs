@@ -2,7 +2,10 @@
 //! ack changes, and when unacknowledged messages are sent again.
 //!
 //! The state is small and serializable: the Worker keeps it in the WebSocket's attachment, so
-//! it survives the Durable Object hibernating between events.
+//! it survives the Durable Object hibernating between events. Saving it is not free (it is
+//! encoded and handed to the runtime), so it is saved only when something other than `sent`
+//! changes ([`Subscription::needs_saving`]): `sent` moves with every delivery, and what a saved
+//! copy says about it is only a lower bound ([`Subscription::restored`]).
 
 use crate::error::ProtocolError;
 use crate::frame::StartPosition;
@@ -42,6 +45,10 @@ pub struct Subscription {
     pub deadline: Option<u64>,
     /// How many times the unacknowledged messages have been delivered (1 = once).
     pub deliveries: u32,
+    /// Acks up to here are accepted even beyond `sent`: set when the state is restored from a
+    /// saved copy whose `sent` may be behind what was really sent. Never saved.
+    #[serde(skip)]
+    pub ack_limit: Seq,
 }
 
 /// What to do when a subscription's ack deadline has passed.
@@ -56,7 +63,31 @@ pub enum Redelivery {
 impl Subscription {
     pub fn new(start: Seq, window: u32, consumer: Option<String>) -> Self {
         let before = start.saturating_sub(1);
-        Subscription { consumer, window, acked: before, sent: before, deadline: None, deliveries: 1 }
+        Subscription { consumer, window, acked: before, sent: before, deadline: None, deliveries: 1, ack_limit: 0 }
+    }
+
+    /// Whether this state differs from the saved copy `saved` in anything but `sent`. Every
+    /// change of `acked`, the deadline, the delivery count, the window or the consumer is
+    /// saved; advancing `sent` alone is not (see [`Subscription::restored`]).
+    pub fn needs_saving(&self, saved: &Subscription) -> bool {
+        self.consumer != saved.consumer
+            || self.window != saved.window
+            || self.acked != saved.acked
+            || self.deadline != saved.deadline
+            || self.deliveries != saved.deliveries
+    }
+
+    /// The state to continue with after the object woke up from a saved copy.
+    ///
+    /// The saved `acked`, deadline and delivery count are exact. The saved `sent` is only a
+    /// lower bound: messages were sent after the last save without saving again. So delivery
+    /// resumes after the saved `sent` (anything sent since goes again; subscribers drop what
+    /// they already have), the deadline still covers `acked + 1..=sent` for redelivery, and
+    /// acks are accepted up to `acked + window`, the most that can have been sent.
+    pub fn restored(mut self) -> Self {
+        self.sent = self.sent.max(self.acked);
+        self.ack_limit = self.acked + u64::from(self.window);
+        self
     }
 
     /// Messages that may be sent now: the next unsent ones up to the newest stored, without
@@ -82,9 +113,10 @@ impl Subscription {
     }
 
     /// Applies a cumulative ack. Returns whether the acknowledged position moved; an ack at or
-    /// below it is a harmless repeat. Acking something never sent is an error.
+    /// below it is a harmless repeat. Acking something never sent is an error (after a
+    /// restore, anything up to `ack_limit` may have been sent).
     pub fn ack(&mut self, seq: Seq, now: u64, ack_wait_ms: u64) -> Result<bool, ProtocolError> {
-        if seq > self.sent {
+        if seq > self.sent.max(self.ack_limit) {
             return Err(ProtocolError::bad_request(format!(
                 "cannot ack {seq}: the last message delivered is {}",
                 self.sent
@@ -94,6 +126,7 @@ impl Subscription {
             return Ok(false);
         }
         self.acked = seq;
+        self.sent = self.sent.max(seq);
         self.deliveries = 1;
         self.deadline = (self.sent > self.acked).then_some(now + ack_wait_ms);
         Ok(true)
@@ -258,5 +291,58 @@ mod tests {
         sub.record_sent(9, 5, 10);
         let back: Subscription = serde_json::from_str(&serde_json::to_string(&sub).unwrap()).unwrap();
         assert_eq!(back, sub);
+        let restored = back.restored();
+        assert_eq!(restored.ack_limit, 3 + 50);
+        let encoded = serde_json::to_string(&restored).unwrap();
+        assert!(!encoded.contains("ack_limit"), "never saved: {encoded}");
+    }
+
+    #[test]
+    fn only_changes_other_than_sent_need_saving() {
+        let mut sub = Subscription::new(1, 10, None);
+        let saved = sub.clone();
+        sub.record_sent(3, 0, 100);
+        assert!(sub.needs_saving(&saved), "the first unacked message sets the deadline");
+        let saved = sub.clone();
+        sub.record_sent(5, 1, 100);
+        sub.record_sent(7, 2, 100);
+        assert!(!sub.needs_saving(&saved), "more messages in flight: only `sent` moved");
+        assert!(sub.ack(4, 3, 100).unwrap());
+        assert!(sub.needs_saving(&saved), "acks are saved");
+        let saved = sub.clone();
+        sub.redeliver(103, 100, 5);
+        assert!(sub.needs_saving(&saved), "redeliveries are saved");
+        let mut other = sub.clone();
+        other.window = 20;
+        assert!(other.needs_saving(&sub));
+        let mut other = sub.clone();
+        other.consumer = Some("c".into());
+        assert!(other.needs_saving(&sub));
+    }
+
+    #[test]
+    fn a_restored_subscription_resends_what_the_saved_copy_does_not_know_was_sent() {
+        // Saved while 1..=3 were in flight; 4..=8 were sent afterwards without saving.
+        let mut live = Subscription::new(1, 10, None);
+        live.record_sent(3, 0, 100);
+        let saved = live.clone();
+        live.record_sent(8, 1, 100);
+        assert!(!live.needs_saving(&saved));
+
+        let mut woken = saved.clone().restored();
+        assert_eq!(woken.sendable(bounds(1, 8)), Some(4..=8), "sent again: the subscriber drops repeats");
+        assert_eq!(woken.deadline, Some(100), "1..=3 keep their redelivery deadline");
+        assert_eq!(woken.redeliver(100, 100, 5), Some(Redelivery::Resend(1..=3)));
+
+        // Acks for what the previous incarnation sent are accepted, up to acked + window.
+        let mut woken = saved.clone().restored();
+        assert!(woken.ack(8, 5, 100).unwrap());
+        assert_eq!((woken.acked, woken.sent, woken.deadline), (8, 8, None));
+        assert_eq!(woken.sendable(bounds(1, 9)), Some(9..=9));
+        let mut woken = saved.restored();
+        assert!(woken.ack(10, 5, 100).unwrap());
+        assert!(woken.ack(11, 5, 100).is_err(), "beyond acked + window: never sent");
+        // Without a restore the check is exact.
+        assert!(live.ack(9, 5, 100).is_err());
     }
 }

@@ -7,18 +7,19 @@ use durable_stream_protocol::frame::{encode_messages, OutgoingMessage};
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{Config, Seq};
 use std::ops::RangeInclusive;
+use wasm_bindgen::JsValue;
 use worker::Result;
 
 /// Messages just published, kept in memory for the subscribers that are up to date.
 pub struct Recent<'a> {
     pub messages: Vec<OutgoingMessage<'a>>,
-    /// All of `messages` encoded once, shared by every live subscriber.
-    pub frame: String,
+    /// All of `messages` encoded once, as a JavaScript string shared by every live subscriber.
+    pub frame: JsValue,
 }
 
 impl<'a> Recent<'a> {
     pub fn new(messages: Vec<OutgoingMessage<'a>>) -> Self {
-        let frame = encode_messages(&messages, false);
+        let frame = JsValue::from_str(&encode_messages(&messages, false));
         Recent { messages, frame }
     }
 
@@ -31,7 +32,8 @@ impl<'a> Recent<'a> {
     }
 }
 
-/// Sends a subscriber everything its window allows. Returns whether its state changed.
+/// Sends a subscriber everything its window allows. Returns whether its state changed; the
+/// caller then saves it, and [`Session::save`] skips the write when only `sent` moved.
 pub fn pump(
     session: &mut Session,
     store: &Store,
@@ -64,7 +66,7 @@ pub fn send_range(
 ) -> Result<()> {
     if let Some(recent) = recent.filter(|r| !redelivered && *range.start() >= r.first() && *range.end() <= r.last()) {
         if *range.start() == recent.first() && *range.end() == recent.last() {
-            session.send(&recent.frame);
+            session.send_js(&recent.frame);
         } else {
             let from = (*range.start() - recent.first()) as usize;
             let to = (*range.end() - recent.first()) as usize;

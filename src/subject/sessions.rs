@@ -1,28 +1,62 @@
 //! Connected sockets and their subscriptions. The subscription state is written to the socket's
-//! attachment on every change, so it survives the object hibernating; this map is the
+//! attachment when it changes in more than how far delivery got (see
+//! [`Subscription::needs_saving`]), so it survives the object hibernating; this map is the
 //! in-memory index, rebuilt from the attachments when the object wakes up.
 
 use durable_stream_protocol::Subscription;
 use std::collections::HashMap;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, State, WebSocket};
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// A WebSocket seen as a plain JavaScript object, to send a JavaScript string as it is.
+    type RawSocket;
+    #[wasm_bindgen(method, catch, js_name = send)]
+    fn send_value(this: &RawSocket, data: &JsValue) -> Result<(), JsValue>;
+}
 
 pub struct Session {
     pub ws: WebSocket,
     pub sub: Option<Subscription>,
+    /// What the attachment holds (None: nothing written yet).
+    saved: Option<Option<Subscription>>,
 }
 
 impl Session {
-    /// Persists the subscription into the socket's attachment.
-    pub fn save(&self) {
+    fn new(ws: WebSocket, sub: Option<Subscription>, saved: Option<Option<Subscription>>) -> Self {
+        Session { ws, sub, saved }
+    }
+
+    /// Persists the subscription into the socket's attachment, unless the attachment already
+    /// holds it up to how far delivery got (`sent`, which is not worth a write per delivery).
+    pub fn save(&mut self) {
+        let unchanged = match (&self.saved, &self.sub) {
+            (Some(None), None) => true,
+            (Some(Some(saved)), Some(sub)) => !sub.needs_saving(saved),
+            _ => false,
+        };
+        if unchanged {
+            return;
+        }
         let encoded = serde_json::to_string(&self.sub).unwrap_or_else(|_| "null".into());
-        if let Err(e) = self.ws.serialize_attachment(encoded) {
-            console_error!("could not save subscription state: {e}");
+        match self.ws.serialize_attachment(encoded) {
+            Ok(()) => self.saved = Some(self.sub.clone()),
+            Err(e) => console_error!("could not save subscription state: {e}"),
         }
     }
 
     /// Sends a frame; a socket that is already closing is cleaned up by its close event.
     pub fn send(&self, frame: &str) {
         let _ = self.ws.send_with_str(frame);
+    }
+
+    /// Sends a frame already made into a JavaScript string. `send` copies the frame out of
+    /// the Worker's memory into a new string for every socket; a publish fanned out to many
+    /// subscribers makes that string once (see `delivery::Recent`).
+    pub fn send_js(&self, frame: &JsValue) {
+        let socket: &JsValue = self.ws.as_ref();
+        let _ = socket.unchecked_ref::<RawSocket>().send_value(frame);
     }
 }
 
@@ -32,7 +66,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Rebuilds the index from the sockets the runtime still holds for this object.
+    /// Rebuilds the index from the sockets the runtime still holds for this object. A saved
+    /// subscription continues as [`Subscription::restored`] describes.
     pub fn load(state: &State) -> Sessions {
         let mut sessions = Sessions::default();
         for ws in state.get_websockets() {
@@ -41,9 +76,12 @@ impl Sessions {
                 .deserialize_attachment::<String>()
                 .ok()
                 .flatten()
-                .and_then(|text| serde_json::from_str::<Option<Subscription>>(&text).ok())
-                .flatten();
-            sessions.by_conn.insert(conn, Session { ws, sub });
+                .and_then(|text| serde_json::from_str::<Option<Subscription>>(&text).ok());
+            let session = match sub {
+                Some(saved) => Session::new(ws, saved.clone().map(Subscription::restored), Some(saved)),
+                None => Session::new(ws, None, None),
+            };
+            sessions.by_conn.insert(conn, session);
         }
         sessions
     }
@@ -53,7 +91,7 @@ impl Sessions {
     }
 
     pub fn insert(&mut self, conn: String, ws: WebSocket) {
-        let session = Session { ws, sub: None };
+        let mut session = Session::new(ws, None, None);
         session.save();
         self.by_conn.insert(conn, session);
     }

@@ -5,6 +5,8 @@
 use durable_stream_protocol::dedup::DedupRecord;
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::Seq;
+use std::cell::Cell;
+use std::rc::Rc;
 use worker::{SqlStorage, SqlStorageValue, Result};
 
 const SCHEMA: &str = "
@@ -76,6 +78,11 @@ pub struct StoredMessage {
 #[derive(Clone)]
 pub struct Store {
     sql: SqlStorage,
+    /// The oldest idempotency key's timestamp once read (`Some(None)`: there is none). It is
+    /// asked for after every event, to schedule the alarm that forgets keys, so it is kept
+    /// here rather than queried each time. A key replaced by a newer one can leave it too old:
+    /// that only makes the alarm fire early, and pruning reads it again.
+    oldest_dedup: Rc<Cell<Option<Option<u64>>>>,
 }
 
 fn int(value: u64) -> SqlStorageValue {
@@ -105,7 +112,7 @@ impl Store {
 
     /// Opens the schema and loads the counters, creating them for a new subject.
     pub fn open(sql: SqlStorage, subject: &str, new_epoch: impl FnOnce() -> String) -> Result<(Store, Meta)> {
-        let store = Store { sql };
+        let store = Store { sql, oldest_dedup: Rc::default() };
         store.sql.exec(SCHEMA, None)?;
         let meta = match store.load_meta()? {
             Some(meta) => meta,
@@ -266,21 +273,30 @@ impl Store {
             "INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts) VALUES (?, ?, ?, ?)",
             vec![msg_id.into(), int(record.first), int(record.last), int(record.ts)],
         )?;
+        if let Some(oldest) = self.oldest_dedup.get() {
+            self.oldest_dedup.set(Some(Some(oldest.map_or(record.ts, |oldest| oldest.min(record.ts)))));
+        }
         Ok(())
     }
 
     /// Forgets idempotency keys older than `cutoff`.
     pub fn dedup_prune(&self, cutoff: u64) -> Result<()> {
         self.sql.exec("DELETE FROM dedup WHERE ts < ?", vec![int(cutoff)])?;
+        self.oldest_dedup.set(None);
         Ok(())
     }
 
     pub fn oldest_dedup_ts(&self) -> Result<Option<u64>> {
+        if let Some(known) = self.oldest_dedup.get() {
+            return Ok(known);
+        }
         let row = self.first_row("SELECT min(ts) FROM dedup", None)?;
-        Ok(row.and_then(|r| match r[0] {
+        let oldest = row.and_then(|r| match r[0] {
             SqlStorageValue::Null => None,
             ref v => Some(as_u64(v)),
-        }))
+        });
+        self.oldest_dedup.set(Some(oldest));
+        Ok(oldest)
     }
 
     pub fn consumer_acked(&self, name: &str) -> Result<Option<Seq>> {
@@ -324,6 +340,7 @@ impl Store {
     pub fn wipe(&self, meta: &mut Meta, epoch: String) -> Result<()> {
         self.sql.exec("DELETE FROM messages", None)?;
         self.sql.exec("DELETE FROM dedup", None)?;
+        self.oldest_dedup.set(Some(None));
         self.sql.exec("DELETE FROM consumers", None)?;
         self.sql.exec(
             "UPDATE meta SET epoch = ?, last_seq = 0, first_seq = 1, bytes = 0, last_ts = 0, state = NULL, state_version = 0

@@ -63,7 +63,8 @@ pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64)
     let ts = now.max(core.meta.last_ts);
     core.store.append(&mut core.meta, first, last, ts, messages)?;
     if let Some(msg_id) = msg_id {
-        core.store.dedup_prune(dedup::expiry_cutoff(now, core.config.dedup_window_ms))?;
+        // Expired keys are pruned by the alarm (`Core::next_wakeup`); `dedup::decide` ignores
+        // them until then.
         core.store.dedup_put(msg_id, DedupRecord { first, last, ts: now })?;
     }
     enforce_retention(core, now)?;

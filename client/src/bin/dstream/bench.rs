@@ -1,10 +1,15 @@
 //! `dstream bench`: throughput and latency against a running server, printed as Markdown.
 //!
 //! Every phase stops at its message count or at the time limit, whichever comes first, and
-//! reports what it actually did in that time.
+//! reports what it actually did in that time. With `--floor`, the single-publish and fan-out
+//! phases also run against the platform floor (a minimal JavaScript Durable Object, see
+//! [`floor`]) with the same windows and payloads, and the table shows our rate against it.
+
+mod floor;
 
 use clap::Args;
-use durable_stream_client::{Client, Error, StartPosition, SubscribeOptions};
+use durable_stream_client::{Client, Error, StartPosition, SubscribeOptions, Subscription};
+use floor::Floor;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Future, StreamExt};
 use hdrhistogram::Histogram;
@@ -20,7 +25,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     window: usize,
     /// Batches published.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 500)]
     batches: u64,
     /// Messages per batch.
     #[arg(long, default_value_t = 100)]
@@ -29,11 +34,16 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     batch_window: usize,
     /// Subscribers in the fan-out phase.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 100)]
     subscribers: usize,
     /// Messages published in the fan-out phase (each delivered to every subscriber).
     #[arg(long, default_value_t = 2_000)]
     fanout_messages: u64,
+    /// Publishes in flight at once in the fan-out phase. Latency includes the wait behind the
+    /// publishes ahead (about window ÷ publish rate), and workerd's throughput itself drops
+    /// when many events queue for one Durable Object: see bench/RESULTS.md.
+    #[arg(long, default_value_t = 10)]
+    fanout_window: usize,
     /// Backlog replayed in the catch-up phase.
     #[arg(long, default_value_t = 100_000)]
     backlog: u64,
@@ -49,20 +59,51 @@ pub struct BenchArgs {
     /// Keep the benchmark's subjects instead of deleting them at the end.
     #[arg(long)]
     keep: bool,
+    /// Also run the single-publish and fan-out phases against the platform floor at this URL,
+    /// `http://host:port/<variant>` (e.g. http://127.0.0.1:8788/sql).
+    #[arg(long, value_name = "URL")]
+    floor: Option<String>,
+}
+
+/// What one phase did against one server.
+struct Measured {
+    count: u64,
+    elapsed: Duration,
+    /// Publish→deliver latencies, for the fan-out phase.
+    latency: Option<Histogram<u64>>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// `p50 … p90 … p99 … max …` in milliseconds.
+    fn percentiles(&self) -> Option<String> {
+        let latency = self.latency.as_ref()?;
+        let ms = |micros: u64| micros as f64 / 1000.0;
+        Some(format!(
+            "p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
+            ms(latency.value_at_quantile(0.5)),
+            ms(latency.value_at_quantile(0.9)),
+            ms(latency.value_at_quantile(0.99)),
+            ms(latency.max())
+        ))
+    }
 }
 
 /// One row of the results table.
 struct Row {
     name: String,
-    count: u64,
-    elapsed: Duration,
+    ours: Measured,
+    floor: Option<Measured>,
     unit: &'static str,
     notes: String,
 }
 
 impl Row {
-    fn rate(&self) -> f64 {
-        self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    fn new(name: String, ours: Measured, unit: &'static str, notes: String) -> Self {
+        Row { name, ours, floor: None, unit, notes }
     }
 }
 
@@ -105,43 +146,134 @@ where
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The two wires: our protocol through the client library, or the floor's raw frames
+
+/// Where a phase's load goes.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Ours(&'a Client),
+    Floor(&'a Floor),
+}
+
+/// Publishes to one subject, many in flight at once.
+enum Publisher<'a> {
+    Ours(&'a Client, &'a str),
+    Floor(floor::Publisher),
+}
+
+/// Receives one subject's new messages.
+enum Feed {
+    Ours(Subscription),
+    Floor(floor::Subscriber),
+}
+
+impl<'a> Target<'a> {
+    /// A publisher with its connection open (connecting is not part of what is measured).
+    async fn publisher(self, subject: &'a str) -> Result<Publisher<'a>, Error> {
+        match self {
+            Target::Ours(client) => {
+                client.info(subject).await?;
+                Ok(Publisher::Ours(client, subject))
+            }
+            Target::Floor(floor) => Ok(Publisher::Floor(floor.publisher(subject).await?)),
+        }
+    }
+
+    /// A subscriber to what is published from now on.
+    async fn subscribe(self, subject: &str) -> Result<Feed, Error> {
+        match self {
+            Target::Ours(client) => {
+                let options = SubscribeOptions::default().start(StartPosition::New).window(1000);
+                Ok(Feed::Ours(client.subscribe(subject, options).await?))
+            }
+            Target::Floor(floor) => Ok(Feed::Floor(floor.subscriber(subject).await?)),
+        }
+    }
+}
+
+impl Publisher<'_> {
+    async fn publish(&self, data: Value) -> Result<(), Error> {
+        match self {
+            Publisher::Ours(client, subject) => client.publish(subject, data).await.map(drop),
+            Publisher::Floor(publisher) => publisher.publish(data).await,
+        }
+    }
+}
+
+impl Feed {
+    /// The next message's data; `None` when the feed ends.
+    async fn next(&mut self) -> Option<Result<Value, Error>> {
+        match self {
+            Feed::Ours(subscription) => subscription.next().await.map(|m| m.map(|m| m.data)),
+            Feed::Floor(subscriber) => subscriber.next().await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Feed::Ours(subscription) => drop(subscription.close().await),
+            Feed::Floor(subscriber) => subscriber.close().await,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+
 pub async fn run(client: &Client, args: BenchArgs) -> Result<(), Error> {
+    let floor = args.floor.as_deref().map(Floor::new).transpose()?;
     let prefix = format!("{}-{:08x}", args.subject, rand::random::<u32>());
     let limit = Duration::from_secs(args.time_limit.max(1));
     let subjects: Vec<String> = ["single", "batch", "fanout", "replay"].iter().map(|p| format!("{prefix}-{p}")).collect();
+    let ours = Target::Ours(client);
     let mut rows = Vec::new();
 
     eprintln!("bench: single publishes ({} with {} in flight)", args.messages, args.window);
-    let subject = &subjects[0];
-    let (done, elapsed) = pipelined(args.messages, args.window, Instant::now() + limit, |_| async {
-        client.publish(subject, payload(args.size)).await.map(drop)
-    })
-    .await?;
-    rows.push(Row {
-        name: format!("publish, {} in flight", args.window),
-        count: done,
-        elapsed,
-        unit: "msg/s",
-        notes: format!("{} B payloads", args.size),
-    });
+    let mut row = Row::new(
+        format!("publish, {} in flight", args.window),
+        single(ours, &subjects[0], &args, limit).await?,
+        "msg/s",
+        format!("{} B payloads", args.size),
+    );
+    if let Some(floor) = &floor {
+        eprintln!("bench: single publishes against the floor");
+        row.floor = Some(single(Target::Floor(floor), &subjects[0], &args, limit).await?);
+    }
+    rows.push(row);
 
     eprintln!("bench: batched publishes ({} batches of {})", args.batches, args.batch_size);
     let subject = &subjects[1];
+    client.info(subject).await?; // opens the connection, as `Target::publisher` does
     let (done, elapsed) = pipelined(args.batches, args.batch_window, Instant::now() + limit, |_| async {
         let batch: Vec<Value> = (0..args.batch_size).map(|_| payload(args.size)).collect();
         client.publish_batch(subject, batch).await.map(drop)
     })
     .await?;
-    rows.push(Row {
-        name: format!("publish batches of {}", args.batch_size),
-        count: done * args.batch_size as u64,
-        elapsed,
-        unit: "msg/s",
-        notes: format!("{done} batches, {} in flight", args.batch_window),
-    });
+    rows.push(Row::new(
+        format!("publish batches of {}", args.batch_size),
+        Measured { count: done * args.batch_size as u64, elapsed, latency: None },
+        "msg/s",
+        format!("{done} batches, {} in flight", args.batch_window),
+    ));
 
-    eprintln!("bench: fan-out ({} messages to {} subscribers)", args.fanout_messages, args.subscribers);
-    rows.push(fan_out(client, &subjects[2], &args, limit).await?);
+    eprintln!(
+        "bench: fan-out ({} messages to {} subscribers, {} in flight)",
+        args.fanout_messages, args.subscribers, args.fanout_window
+    );
+    let (measured, published) = fan_out(ours, &subjects[2], &args, limit).await?;
+    let mut notes = format!("{published} published, {} in flight; publish→deliver ms", args.fanout_window);
+    if let Some(percentiles) = measured.percentiles() {
+        notes = format!("{notes} {percentiles}");
+    }
+    let mut row = Row::new(format!("fan-out to {} subscribers", args.subscribers), measured, "deliveries/s", notes);
+    if let Some(floor) = &floor {
+        eprintln!("bench: fan-out against the floor");
+        let (measured, published) = fan_out(Target::Floor(floor), &subjects[2], &args, limit).await?;
+        row.notes = format!("{}; floor: {published} published, {}", row.notes, measured.percentiles().unwrap_or_default());
+        row.floor = Some(measured);
+    }
+    rows.push(row);
 
     eprintln!("bench: catch-up replay ({} messages)", args.backlog);
     rows.push(replay(client, &subjects[3], &args, limit).await?);
@@ -152,37 +284,44 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<(), Error> {
             let _ = client.delete_subject(subject).await;
         }
     }
-    print_table(&rows);
+    print!("{}", table(&rows));
     Ok(())
 }
 
-async fn fan_out(client: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Row, Error> {
+/// Single publishes, `--window` in flight.
+async fn single(target: Target<'_>, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Measured, Error> {
+    let publisher = target.publisher(subject).await?;
+    let (count, elapsed) =
+        pipelined(args.messages, args.window, Instant::now() + limit, |_| publisher.publish(payload(args.size))).await?;
+    Ok(Measured { count, elapsed, latency: None })
+}
+
+/// Publishes while every subscriber counts deliveries and their latency. Returns what was
+/// delivered and how many messages were published.
+async fn fan_out(target: Target<'_>, subject: &str, args: &BenchArgs, limit: Duration) -> Result<(Measured, u64), Error> {
     let expected = args.fanout_messages;
     let deadline = Instant::now() + limit;
     let mut receivers = Vec::new();
     for _ in 0..args.subscribers {
-        let options = SubscribeOptions::default().start(StartPosition::New).window(1000);
-        let mut subscription = client.subscribe(subject, options).await?;
+        let mut feed = target.subscribe(subject).await?;
         receivers.push(tokio::spawn(async move {
             let mut latencies = latency_histogram();
             let mut received = 0u64;
             while received < expected {
                 let remaining = deadline.saturating_duration_since(Instant::now());
-                let Ok(Some(message)) = tokio::time::timeout(remaining, subscription.next()).await else { break };
-                let message = message?;
-                let sent = message.data["t"].as_u64().unwrap_or(0);
+                let Ok(Some(data)) = tokio::time::timeout(remaining, feed.next()).await else { break };
+                let sent = data?["t"].as_u64().unwrap_or(0);
                 latencies.saturating_record(now_micros().saturating_sub(sent));
                 received += 1;
             }
-            let _ = subscription.close().await;
+            feed.close().await;
             Ok::<_, Error>((received, latencies))
         }));
     }
+    let publisher = target.publisher(subject).await?;
     let started = Instant::now();
-    let (published, _) = pipelined(expected, args.window, deadline, |_| async {
-        client.publish(subject, payload(args.size)).await.map(drop)
-    })
-    .await?;
+    let (published, _) =
+        pipelined(expected, args.fanout_window, deadline, |_| publisher.publish(payload(args.size))).await?;
     let mut latencies = latency_histogram();
     let mut delivered = 0;
     for receiver in receivers {
@@ -190,20 +329,7 @@ async fn fan_out(client: &Client, subject: &str, args: &BenchArgs, limit: Durati
         delivered += received;
         latencies.add(&histogram).expect("histograms with the same precision add up");
     }
-    let ms = |q: f64| latencies.value_at_quantile(q) as f64 / 1000.0;
-    Ok(Row {
-        name: format!("fan-out to {} subscribers", args.subscribers),
-        count: delivered,
-        elapsed: started.elapsed(),
-        unit: "deliveries/s",
-        notes: format!(
-            "{published} published; publish→deliver ms p50 {:.1} p90 {:.1} p99 {:.1} max {:.1}",
-            ms(0.5),
-            ms(0.9),
-            ms(0.99),
-            latencies.max() as f64 / 1000.0
-        ),
-    })
+    Ok((Measured { count: delivered, elapsed: started.elapsed(), latency: Some(latencies) }, published))
 }
 
 async fn replay(client: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Row, Error> {
@@ -233,29 +359,46 @@ async fn replay(client: &Client, subject: &str, args: &BenchArgs, limit: Duratio
     }
     let elapsed = started.elapsed();
     subscription.close().await?;
-    Ok(Row {
-        name: "catch-up replay".into(),
-        count: received,
-        elapsed,
-        unit: "msg/s",
-        notes: format!("backlog of {backlog} written in {:.1} s", fill_time.as_secs_f64()),
-    })
+    Ok(Row::new(
+        "catch-up replay".into(),
+        Measured { count: received, elapsed, latency: None },
+        "msg/s",
+        format!("backlog of {backlog} written in {:.1} s", fill_time.as_secs_f64()),
+    ))
 }
 
-fn print_table(rows: &[Row]) {
-    println!("| benchmark | messages | seconds | rate | notes |");
-    println!("|---|---:|---:|---:|---|");
-    for row in rows {
-        println!(
-            "| {} | {} | {:.2} | {:.0} {} | {} |",
-            row.name,
-            row.count,
-            row.elapsed.as_secs_f64(),
-            row.rate(),
-            row.unit,
-            row.notes
-        );
+/// The results as a Markdown table; with floor columns when any phase ran against the floor.
+fn table(rows: &[Row]) -> String {
+    let with_floor = rows.iter().any(|row| row.floor.is_some());
+    let mut out = String::new();
+    if with_floor {
+        out.push_str("| benchmark | messages | seconds | rate | floor | vs floor | notes |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---|\n");
+    } else {
+        out.push_str("| benchmark | messages | seconds | rate | notes |\n");
+        out.push_str("|---|---:|---:|---:|---|\n");
     }
+    for row in rows {
+        let ours = &row.ours;
+        let mut cells = vec![
+            row.name.clone(),
+            ours.count.to_string(),
+            format!("{:.2}", ours.elapsed.as_secs_f64()),
+            format!("{:.0} {}", ours.rate(), row.unit),
+        ];
+        if with_floor {
+            match &row.floor {
+                Some(floor) => {
+                    cells.push(format!("{:.0} {}", floor.rate(), row.unit));
+                    cells.push(format!("{:.2}", ours.rate() / floor.rate().max(1e-9)));
+                }
+                None => cells.extend(["–".to_owned(), "–".to_owned()]),
+            }
+        }
+        cells.push(row.notes.clone());
+        out.push_str(&format!("| {} |\n", cells.join(" | ")));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -289,6 +432,34 @@ mod tests {
         .await
         .unwrap();
         assert!(done > 0 && done < 100, "{done}");
+    }
+
+    fn measured(count: u64, seconds: u64) -> Measured {
+        Measured { count, elapsed: Duration::from_secs(seconds), latency: None }
+    }
+
+    #[test]
+    fn tables_show_the_floor_and_the_ratio_only_when_measured() {
+        let rows = vec![Row::new("a".into(), measured(100, 2), "msg/s", "n".into())];
+        assert_eq!(table(&rows), "| benchmark | messages | seconds | rate | notes |\n|---|---:|---:|---:|---|\n| a | 100 | 2.00 | 50 msg/s | n |\n");
+        let mut compared = Row::new("b".into(), measured(300, 1), "msg/s", "m".into());
+        compared.floor = Some(measured(400, 1));
+        let text = table(&[compared, Row::new("c".into(), measured(1, 1), "msg/s", String::new())]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "| benchmark | messages | seconds | rate | floor | vs floor | notes |");
+        assert_eq!(lines[2], "| b | 300 | 1.00 | 300 msg/s | 400 msg/s | 0.75 | m |");
+        assert_eq!(lines[3], "| c | 1 | 1.00 | 1 msg/s | – | – |  |");
+    }
+
+    #[test]
+    fn latency_percentiles_are_in_milliseconds() {
+        let mut latency = latency_histogram();
+        for micros in [1_000, 2_000, 3_000, 100_000] {
+            latency.record(micros).unwrap();
+        }
+        let m = Measured { count: 4, elapsed: Duration::from_secs(1), latency: Some(latency) };
+        assert_eq!(m.percentiles().unwrap(), "p50 2.0 p90 100.0 p99 100.0 max 100.0");
+        assert_eq!(measured(1, 1).percentiles(), None);
     }
 
     #[test]

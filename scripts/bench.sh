@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Benchmarks the Worker on workerd (`wrangler dev`) against the platform floor, in one run.
+#
+#   ./scripts/bench.sh [dstream bench options]      e.g. --fanout-window 5 --time-limit 30
+#
+# Installs and builds what is missing (like test.sh), starts our Worker (miniflare-tests/serve.mjs)
+# and the floor (a minimal JavaScript Durable Object, ../shared/bench-floor or $FLOOR_DIR) on
+# free ports, runs `dstream bench --floor` against both and prints the machine, the versions and
+# the Markdown table (our rate, the floor's, and the ratio). Without the floor's directory only
+# our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FLOOR_DIR=${FLOOR_DIR:-../shared/bench-floor}
+FLOOR_VARIANT=${FLOOR_VARIANT:-sql}
+
+# Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
+( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
+cargo build --release -p durable-stream-client --bin dstream
+
+NODE=node_modules/.bin/node
+WRANGLER=node_modules/wrangler/bin/wrangler.js
+work=$(mktemp -d)
+floor_pid=
+cleanup() {
+  # serve.mjs stops when its stdin (the coprocess pipe) closes; the floor runs in its own group.
+  if [ -n "${OURS_PID:-}" ]; then kill "$OURS_PID" 2>/dev/null || true; fi
+  if [ -n "$floor_pid" ]; then kill -- "-$floor_pid" 2>/dev/null || true; fi
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+  "$NODE" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
+}
+
+echo "== starting our Worker" >&2
+coproc OURS { exec "$NODE" miniflare-tests/serve.mjs --persist "$work/ours"; }
+ours_url=
+while read -r -t 120 line <&"${OURS[0]}"; do
+  case $line in READY\ *) ours_url=${line#READY }; break ;; esac
+done
+[ -n "$ours_url" ] || { echo "bench: our Worker did not start" >&2; exit 1; }
+
+floor_args=()
+if [ -f "$FLOOR_DIR/wrangler.toml" ]; then
+  echo "== starting the platform floor ($FLOOR_DIR, variant $FLOOR_VARIANT)" >&2
+  # A private copy: wrangler writes its build output and state next to the config.
+  mkdir -p "$work/floor"
+  cp -r "$FLOOR_DIR/wrangler.toml" "$FLOOR_DIR/src" "$work/floor/"
+  port=$(free_port)
+  inspector=$(free_port)
+  (cd "$work/floor" && WRANGLER_SEND_METRICS=false CI=true NO_COLOR=1 exec setsid "$OLDPWD/$NODE" "$OLDPWD/$WRANGLER" dev \
+    --ip 127.0.0.1 --port "$port" --inspector-port "$inspector" --persist-to "$work/floor/state" \
+    --log-level warn --show-interactive-dev-session=false) >"$work/floor.log" 2>&1 &
+  floor_pid=$!
+  for _ in $(seq 1 240); do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/" || true)
+    [ "$code" != 000 ] && break
+    sleep 0.5
+  done
+  [ "$code" != 000 ] || { cat "$work/floor.log" >&2; echo "bench: the floor did not start" >&2; exit 1; }
+  floor_args=(--floor "http://127.0.0.1:$port/$FLOOR_VARIANT")
+else
+  echo "bench: no floor at $FLOOR_DIR (set FLOOR_DIR); measuring our Worker only" >&2
+fi
+
+echo "## Machine"
+echo "- $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /proc/meminfo) GiB, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1), kernel $(uname -r)"
+echo "- commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src protocol client || echo ' (with local changes)'), $("$NODE" "$WRANGLER" --version 2>/dev/null | tail -1 | sed 's/^/wrangler /'), $(node_modules/.bin/workerd --version)"
+echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+cargo run --release -q -p durable-stream-client --bin dstream -- --url "$ours_url" --api-key test-key \
+  bench "${floor_args[@]}" "$@"
+echo
+echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
