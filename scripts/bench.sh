@@ -8,6 +8,8 @@
 # free ports, runs `dstream bench --floor` against both and prints the machine, the versions and
 # the Markdown table (our rate, the floor's, and the ratio). Without the floor's directory only
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
+# Then the Durable Streams append benchmark (bench/ds-appends.mjs: our /ds mount against the
+# @durable-streams/server reference and a JS HTTP floor, driven by wrk); DS_BENCH=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,10 @@ FLOOR_VARIANT=${FLOOR_VARIANT:-sql}
 # Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
 ( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
 cargo build --release -p durable-stream-client --bin dstream
+if [ "${DS_BENCH:-1}" != 0 ] && ! command -v wrk >/dev/null; then
+  echo "== installing wrk (the HTTP load generator of bench/ds-appends.mjs)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >&2 || { apt-get update >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y wrk >&2; }
+fi
 
 NODE=node_modules/.bin/node
 WRANGLER=node_modules/wrangler/bin/wrangler.js
@@ -75,3 +81,9 @@ cargo run --release -q -p durable-stream-client --bin dstream -- --url "$ours_ur
   bench "${floor_args[@]}" "$@"
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "${DS_BENCH:-1}" != 0 ]; then
+  echo
+  echo "## Durable Streams appends (bench/ds-appends.mjs)"
+  "$NODE" bench/ds-appends.mjs --seconds "${DS_BENCH_SECONDS:-10}" --rounds "${DS_BENCH_ROUNDS:-2}"
+fi
