@@ -85,7 +85,8 @@ pub struct Store {
     oldest_dedup: Rc<Cell<Option<Option<u64>>>>,
 }
 
-fn int(value: u64) -> SqlStorageValue {
+/// A sequence, count or timestamp as a SQLite integer (all stay below 2^63).
+pub(crate) fn int(value: u64) -> SqlStorageValue {
     SqlStorageValue::Integer(value as i64)
 }
 

@@ -8,6 +8,7 @@ use durable_stream_protocol::durable_streams::create::StreamConfig;
 use durable_stream_protocol::durable_streams::expiry::{self, Lifetime};
 use durable_stream_protocol::durable_streams::producer::ProducerState;
 use durable_stream_protocol::Seq;
+use crate::subject::store::int;
 use std::cell::RefCell;
 use std::rc::Rc;
 use worker::{Result, SqlStorage, SqlStorageValue};
@@ -70,10 +71,6 @@ pub struct DsStore {
     /// consults it several times; all writes to the table go through this store, and clones
     /// share the cache, so it never goes stale.
     row_cache: Rc<RefCell<Option<Option<StreamRow>>>>,
-}
-
-fn int(value: u64) -> SqlStorageValue {
-    SqlStorageValue::Integer(value as i64)
 }
 
 fn opt_int(value: Option<u64>) -> SqlStorageValue {
