@@ -125,17 +125,20 @@ impl Subject {
     /// Makes sure an alarm fires no later than `wanted`.
     async fn schedule(&self, wanted: Option<u64>) -> Result<()> {
         let Some(wanted) = wanted else { return Ok(()) };
-        let known = *self.alarm_at.borrow();
-        let current = match known {
-            Some(current) => current,
-            None => self.state.storage().get_alarm().await?.map(|t| t.max(0) as u64),
-        };
+        if self.alarm_at.borrow().is_none() {
+            let stored = self.state.storage().get_alarm().await?.map(|t| t.max(0) as u64);
+            // An event that ran while this one waited may have scheduled: its value is newer.
+            self.alarm_at.borrow_mut().get_or_insert(stored);
+        }
+        let current = self.alarm_at.borrow().flatten();
         if current.is_none_or(|current| wanted < current) {
+            // Recorded before the await: an event that runs while the alarm is being set (an
+            // alarm handler rescheduling, a publish) must compare against this value, or a later
+            // alarm set by a slower event could replace an earlier one. Storage applies the
+            // set_alarm calls in the order they are issued.
+            *self.alarm_at.borrow_mut() = Some(Some(wanted));
             let offset = wanted.saturating_sub(now_ms()) as i64;
             self.state.storage().set_alarm(offset).await?;
-            *self.alarm_at.borrow_mut() = Some(Some(wanted));
-        } else {
-            *self.alarm_at.borrow_mut() = Some(current);
         }
         Ok(())
     }
