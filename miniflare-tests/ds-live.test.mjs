@@ -5,7 +5,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, tempDir, TEST_KEY } from "./server.mjs";
-import { uniqueSubject } from "./ws-client.mjs";
+import { uniqueSubject, until } from "./ws-client.mjs";
 
 const AUTH = { authorization: `Bearer ${TEST_KEY}` };
 const LIVE_VARS = { DS_MAX_LIVE_READERS: "2", DS_SSE_HEARTBEAT_MS: "300", DS_SSE_MAX_MS: "2000", DS_LONG_POLL_MS: "1500" };
@@ -36,7 +36,8 @@ async function openSse(base, name, offset = "-1") {
   let buffer = "";
   const events = [];
   let ended = false;
-  const pump = (async () => {
+  // Reads in the background until the response ends (or the test aborts it).
+  void (async () => {
     try {
       for (;;) {
         const { done, value } = await reader.read();
@@ -59,17 +60,8 @@ async function openSse(base, name, offset = "-1") {
   return {
     events,
     ended: () => ended,
-    finished: pump,
     close: () => controller.abort(),
   };
-}
-
-async function until(condition, ms, what) {
-  const deadline = Date.now() + ms;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 test("an idle SSE response sends a keep-alive control event every heartbeat", async () => {
@@ -98,14 +90,14 @@ test("SSE responses end when the stream is deleted, and after DS_SSE_MAX_MS", as
   await until(() => deleted.events.length >= 1, 2_000, "the first control event");
   const removed = await fetch(streamUrl(server.url, name), { method: "DELETE", headers: AUTH });
   assert.equal(removed.status, 204);
-  await Promise.race([deleted.finished, new Promise((_, no) => setTimeout(() => no(new Error("SSE still open after delete")), 1_000))]);
+  await until(deleted.ended, 1_000, "the SSE response to end after the delete");
   assert.ok(deleted.ended());
 
   const other = uniqueSubject("ds-sse-max");
   await create(server.url, other);
   const started = Date.now();
   const capped = await openSse(server.url, other);
-  await Promise.race([capped.finished, new Promise((_, no) => setTimeout(() => no(new Error("SSE outlived DS_SSE_MAX_MS")), 5_000))]);
+  await until(capped.ended, 5_000, "the SSE response to end after DS_SSE_MAX_MS");
   const lifetime = Date.now() - started;
   assert.ok(lifetime >= 1_500, `ended after ${lifetime} ms, before DS_SSE_MAX_MS`);
 });

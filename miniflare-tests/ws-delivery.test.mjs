@@ -1,26 +1,13 @@
 // Delivery on real workerd: the flow-control window, durable consumers (resume across
 // reconnects, takeover by a second connection) and publish deduplication by msgId.
 
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "./server.mjs";
-import { connect, uniqueSubject, sleep } from "./ws-client.mjs";
+import { uniqueSubject, sleep } from "./ws-client.mjs";
+import { serverPerFile } from "./harness.mjs";
 
-let server;
-const clients = [];
-async function open(subject, options) {
-  const c = await connect(server, subject, options);
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  for (const c of clients) c.close();
-  await server?.stop();
-});
+const harness = serverPerFile();
+const { open } = harness;
 
 const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
 

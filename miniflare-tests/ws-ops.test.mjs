@@ -2,28 +2,15 @@
 // echoed, and bad input of every kind answered with an `err` frame on a connection that keeps
 // working afterwards.
 
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "./server.mjs";
-import { connect, uniqueSubject, sleep, scanJsonValue } from "./ws-client.mjs";
+import { uniqueSubject, sleep, scanJsonValue } from "./ws-client.mjs";
+import { serverPerFile } from "./harness.mjs";
 
 const MAX_SEQ = 2 ** 53 - 1;
 
-let server;
-const clients = [];
-async function open(subject, options) {
-  const c = await connect(server, subject, options);
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  for (const c of clients) c.close();
-  await server?.stop();
-});
+const harness = serverPerFile();
+const { open } = harness;
 
 function assertErr(reply, code, id, messagePart) {
   assert.equal(reply.op, "err", `expected err ${code}, got ${JSON.stringify(reply)}`);

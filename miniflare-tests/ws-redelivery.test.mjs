@@ -3,29 +3,17 @@
 // `skipped` frame after the max-deliver count; acks reset the count. Also the dedup window
 // (DEDUP_WINDOW_MS=1000) expiring.
 
-import { test, describe, before, after } from "node:test";
+import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { startServer } from "./server.mjs";
-import { connect, uniqueSubject, sleep } from "./ws-client.mjs";
+import { uniqueSubject, sleep } from "./ws-client.mjs";
+import { serverPerFile } from "./harness.mjs";
 
 const ACK_WAIT_MS = 300;
 const MAX_DELIVER = 3;
 
-let server;
-const clients = [];
-async function open(subject, label) {
-  const c = await connect(server, subject, { label });
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  server = await startServer({ vars: { ACK_WAIT_MS: String(ACK_WAIT_MS), MAX_DELIVER: String(MAX_DELIVER), DEDUP_WINDOW_MS: "1000" } });
-});
-after(async () => {
-  for (const c of clients) c.close();
-  await server?.stop();
-});
+const harness = serverPerFile(() => startServer({ vars: { ACK_WAIT_MS: String(ACK_WAIT_MS), MAX_DELIVER: String(MAX_DELIVER), DEDUP_WINDOW_MS: "1000" } }));
+const { open } = harness;
 
 /** The delivery frames (msg/msgs/skipped) received so far, with their arrival time. */
 function deliveries(c) {

@@ -2,26 +2,13 @@
 // three other connections publish 1,000 messages each. Every subscriber must receive every
 // sequence exactly once, strictly increasing with no gap, with exactly the published bytes.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { startServer } from "./server.mjs";
-import { connect, uniqueSubject, until } from "./ws-client.mjs";
+import { uniqueSubject, until } from "./ws-client.mjs";
+import { serverPerFile } from "./harness.mjs";
 
-let server;
-const clients = [];
-async function open(subject, label) {
-  const c = await connect(server, subject, { label });
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  server = await startServer();
-});
-after(async () => {
-  for (const c of clients) c.close();
-  await server?.stop();
-});
+const harness = serverPerFile();
+const { open } = harness;
 
 const BACKLOG = 3000;
 const PER_PUBLISHER = 1000;

@@ -2,27 +2,15 @@
 // still there byte for byte, and the state document, durable consumer positions, dedup keys
 // and the epoch all survive.
 
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, tempDir } from "./server.mjs";
-import { connect, scanJsonValue, sleep } from "./ws-client.mjs";
+import { scanJsonValue, sleep } from "./ws-client.mjs";
+import { serverPerFile } from "./harness.mjs";
 
-let server;
 const persist = tempDir("restart-");
-const clients = [];
-async function open(subject, label) {
-  const c = await connect(server, subject, { label });
-  clients.push(c);
-  return c;
-}
-
-before(async () => {
-  server = await startServer({ persist });
-});
-after(async () => {
-  for (const c of clients) c.close();
-  await server?.stop();
-});
+const harness = serverPerFile(() => startServer({ persist }));
+const { open } = harness;
 
 const SUBJECT = "restart.orders";
 const OTHER = "restart.other";
@@ -81,10 +69,10 @@ test("everything acknowledged before a restart is there after it", { timeout: 12
   assert.deepEqual([infoBefore.first, infoBefore.last, infoBefore.consumers], [3, last, 2]);
 
   // --- restart workerd on the same storage ---
-  await server.stop();
-  await Promise.all(clients.map((k) => k.waitClosed(10_000)));
-  for (const k of clients) assert.ok(k.closed, `${k.label} was disconnected by the stop`);
-  server = await startServer({ persist });
+  await harness.server.stop();
+  await Promise.all(harness.clients.map((k) => k.waitClosed(10_000)));
+  for (const k of harness.clients) assert.ok(k.closed, `${k.label} was disconnected by the stop`);
+  harness.server = await startServer({ persist });
 
   // --- after the restart ---
   const d = await open(SUBJECT, "after");
