@@ -69,7 +69,8 @@ pub(super) fn resolve(core: &Core, from: ReadFrom) -> DsResult<Seq> {
     }
 }
 
-fn cursor(client: Option<&str>) -> String {
+/// The `Stream-Cursor` to answer a reader that sent `client` (shared with SSE control events).
+pub(super) fn cursor(client: Option<&str>) -> String {
     next_cursor(now_ms(), client, js_sys::Math::random())
 }
 

@@ -4,12 +4,11 @@
 //! ends the response after `sse_max_ms` (clients reconnect from their last offset), when the
 //! stream is closed and fully read, or when it is deleted.
 
-use super::read::{body_of, resolve};
+use super::read::{body_of, cursor, resolve};
 use super::respond::{decorate, DsResult};
 use super::store::{DsStore, StreamRow};
 use super::live;
 use crate::subject::{now_ms, Subject};
-use durable_stream_protocol::durable_streams::cursor::next_cursor;
 use durable_stream_protocol::durable_streams::headers as h;
 use durable_stream_protocol::durable_streams::offset::{self, ReadFrom};
 use durable_stream_protocol::durable_streams::sse::{control_event, event, Control};
@@ -56,7 +55,7 @@ enum Step {
 
 impl Reader {
     fn cursor(&self) -> String {
-        next_cursor(now_ms(), self.cursor.as_deref(), js_sys::Math::random())
+        cursor(self.cursor.as_deref())
     }
 
     fn step(&mut self) -> worker::Result<Step> {
