@@ -173,13 +173,7 @@ impl Store {
                 vec![int(first), int(ts), texts.into()],
             )?;
         }
-        if meta.first_seq > meta.last_seq {
-            meta.first_seq = first;
-        }
-        meta.last_seq = last;
-        meta.last_ts = ts;
-        meta.bytes += messages.iter().map(|m| m.len() as u64).sum::<u64>();
-        self.save_counters(meta)
+        self.count_appended(meta, first, last, ts, messages.iter().map(|m| m.len() as u64).sum())
     }
 
     /// Stores one opaque chunk as message `seq` (the data of a Durable Streams byte or text
@@ -189,12 +183,17 @@ impl Store {
             "INSERT INTO messages (seq, ts, data) VALUES (?, ?, ?)",
             vec![int(seq), int(ts), SqlStorageValue::Blob(data.to_vec())],
         )?;
+        self.count_appended(meta, seq, seq, ts, data.len() as u64)
+    }
+
+    /// Moves the counters over messages `first..=last` just stored (`bytes` of data in all).
+    fn count_appended(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, bytes: u64) -> Result<()> {
         if meta.first_seq > meta.last_seq {
-            meta.first_seq = seq;
+            meta.first_seq = first;
         }
-        meta.last_seq = seq;
+        meta.last_seq = last;
         meta.last_ts = ts;
-        meta.bytes += data.len() as u64;
+        meta.bytes += bytes;
         self.save_counters(meta)
     }
 
