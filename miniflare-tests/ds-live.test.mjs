@@ -1,6 +1,7 @@
 // Live reads on the /ds mount hold no more than they need: a bounded number per stream, SSE
-// heartbeats, and responses that end when the stream is deleted or after DS_SSE_MAX_MS. And
-// what a protocol append was acknowledged with survives a restart of workerd.
+// heartbeats, and responses that end when the stream is deleted or after DS_SSE_MAX_MS. Byte
+// streams keep the subject's retention limits. And what a protocol append was acknowledged
+// with survives a restart of workerd.
 
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -8,7 +9,7 @@ import { startServer, tempDir, TEST_KEY } from "./server.mjs";
 import { uniqueSubject, until } from "./ws-client.mjs";
 
 const AUTH = { authorization: `Bearer ${TEST_KEY}` };
-const LIVE_VARS = { DS_MAX_LIVE_READERS: "2", DS_SSE_HEARTBEAT_MS: "300", DS_SSE_MAX_MS: "2000", DS_LONG_POLL_MS: "1500" };
+const LIVE_VARS = { DS_MAX_LIVE_READERS: "2", DS_SSE_HEARTBEAT_MS: "300", DS_SSE_MAX_MS: "2000", DS_LONG_POLL_MS: "1500", RETENTION_MAX_MESSAGES: "3" };
 
 let server;
 before(async () => {
@@ -123,6 +124,18 @@ test("live readers per stream are bounded: one more answers 429 with Retry-After
   await new Promise((r) => setTimeout(r, 200));
   const admitted = await fetch(`${streamUrl(server.url, name)}?offset=${tail}&live=long-poll`, { headers: AUTH });
   assert.equal(admitted.status, 204);
+});
+
+test("byte and text streams keep the subject's retention limits (RETENTION_MAX_MESSAGES=3)", async () => {
+  const name = uniqueSubject("ds-retention");
+  await create(server.url, name, "text/plain");
+  for (const chunk of ["a", "b", "c", "d", "e"]) {
+    const res = await fetch(streamUrl(server.url, name), { method: "POST", headers: { ...AUTH, "content-type": "text/plain" }, body: chunk });
+    assert.equal(res.status, 204);
+  }
+  const read = await fetch(`${streamUrl(server.url, name)}?offset=-1`, { headers: AUTH });
+  assert.equal(await read.text(), "cde");
+  assert.equal(read.headers.get("stream-next-offset"), "0000000000000005_0000000000000000");
 });
 
 test("protocol appends, producer state, closure and lifetimes survive a restart of workerd", { timeout: 120_000 }, async () => {

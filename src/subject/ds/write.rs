@@ -117,6 +117,8 @@ fn append_data(core: &mut Core, json: Option<&[&str]>, bytes: &[u8], now: u64) -
             let (seq, _) = sequence::assign(core.meta.last_seq, 1)?;
             let ts = now.max(core.meta.last_ts);
             core.store.append_blob(&mut core.meta, seq, ts, bytes)?;
+            // The subject's retention limits hold for byte streams as for JSON ones.
+            publish::enforce_retention(core, now)?;
             super::on_append(core, now)?;
             Ok(seq)
         }
