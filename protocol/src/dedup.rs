@@ -24,6 +24,12 @@ pub fn expiry_cutoff(now: u64, window_ms: u64) -> u64 {
     now.saturating_sub(window_ms)
 }
 
+/// When a key first published at `ts` is forgotten: the first instant at which [`decide`] no
+/// longer treats it as a duplicate.
+pub fn forget_at(ts: u64, window_ms: u64) -> u64 {
+    ts + window_ms + 1
+}
+
 pub fn decide(record: Option<DedupRecord>, now: u64, window_ms: u64) -> DedupDecision {
     match record {
         Some(r) if r.ts >= expiry_cutoff(now, window_ms) => DedupDecision::Duplicate { first: r.first, last: r.last },
@@ -49,5 +55,13 @@ mod tests {
     fn cutoff_never_underflows() {
         assert_eq!(expiry_cutoff(10, 120_000), 0);
         assert_eq!(expiry_cutoff(200_000, 120_000), 80_000);
+    }
+
+    #[test]
+    fn a_key_is_forgotten_exactly_at_forget_at() {
+        let record = DedupRecord { first: 1, last: 1, ts: 5_000 };
+        let at = forget_at(record.ts, 1_000);
+        assert_eq!(decide(Some(record), at - 1, 1_000), DedupDecision::Duplicate { first: 1, last: 1 });
+        assert_eq!(decide(Some(record), at, 1_000), DedupDecision::Fresh);
     }
 }

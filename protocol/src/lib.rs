@@ -16,6 +16,7 @@ pub mod sequence;
 pub mod state;
 pub mod subject;
 pub mod subscription;
+pub mod wakeup;
 
 pub use config::Config;
 pub use error::{ErrorCode, ProtocolError};

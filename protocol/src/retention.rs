@@ -39,6 +39,13 @@ pub fn age_cutoff(now: u64, config: &Config) -> Option<u64> {
     (config.retention_max_age_ms > 0).then(|| now.saturating_sub(config.retention_max_age_ms))
 }
 
+/// When a message published at `ts` has become too old: the first instant at which
+/// [`age_cutoff`] no longer keeps it (None = no age limit). An alarm set for any earlier time
+/// would find nothing to delete.
+pub fn age_expiry(ts: u64, config: &Config) -> Option<u64> {
+    (config.retention_max_age_ms > 0).then(|| ts + config.retention_max_age_ms + 1)
+}
+
 /// How many bytes must go so that at most `max_bytes` remain (0 when within the limit).
 pub fn excess_bytes(stored_bytes: u64, config: &Config) -> u64 {
     match config.retention_max_bytes {
@@ -102,6 +109,17 @@ mod tests {
         assert_eq!(age_cutoff(5_000, &config), Some(4_000));
         assert_eq!(age_cutoff(500, &config), Some(0));
         assert_eq!(age_cutoff(5_000, &Config::default()), None);
+    }
+
+    #[test]
+    fn age_expiry_is_the_first_instant_the_cutoff_drops_the_message() {
+        let config = Config { retention_max_age_ms: 1_000, ..Config::default() };
+        let ts = 7_000;
+        let expiry = age_expiry(ts, &config).unwrap();
+        let kept_at = |now| ts >= age_cutoff(now, &config).unwrap();
+        assert!(kept_at(expiry - 1), "one millisecond before its expiry the message is kept");
+        assert!(!kept_at(expiry), "at its expiry the message is dropped");
+        assert_eq!(age_expiry(ts, &Config::default()), None);
     }
 
     #[test]

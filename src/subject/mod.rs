@@ -12,7 +12,8 @@ use crate::http::{self, Failure};
 use delivery::pump;
 use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
 use durable_stream_protocol::subscription::Redelivery;
-use durable_stream_protocol::{dedup, ClientFrame, Config, ErrorCode, ProtocolError};
+use durable_stream_protocol::wakeup::rearm_time;
+use durable_stream_protocol::{dedup, retention, ClientFrame, Config, ErrorCode, ProtocolError};
 use sessions::Sessions;
 use std::cell::RefCell;
 use store::{Meta, Store};
@@ -68,9 +69,9 @@ impl Core {
     fn next_wakeup(&self) -> Result<Option<u64>> {
         let mut candidates = vec![self.sessions.earliest_deadline()];
         if self.config.retention_max_age_ms > 0 {
-            candidates.push(self.store.oldest_ts()?.map(|ts| ts + self.config.retention_max_age_ms));
+            candidates.push(self.store.oldest_ts()?.and_then(|ts| retention::age_expiry(ts, &self.config)));
         }
-        candidates.push(self.store.oldest_dedup_ts()?.map(|ts| ts + self.config.dedup_window_ms + 1));
+        candidates.push(self.store.oldest_dedup_ts()?.map(|ts| dedup::forget_at(ts, self.config.dedup_window_ms)));
         candidates.push(ds::expiry_deadline(self)?);
         Ok(candidates.into_iter().flatten().min())
     }
@@ -245,11 +246,12 @@ impl DurableObject for Subject {
     }
 
     async fn alarm(&self) -> Result<Response> {
-        *self.alarm_at.borrow_mut() = Some(None);
+        let running = self.alarm_at.replace(Some(None)).flatten();
         self.ds_expire(now_ms()).await?;
         let wakeup = self.with_core(None, |core| {
-            core.on_alarm(now_ms())?;
-            core.next_wakeup()
+            let now = now_ms();
+            core.on_alarm(now)?;
+            Ok::<_, worker::Error>(core.next_wakeup()?.map(|wanted| rearm_time(wanted, now, running)))
         })??;
         self.schedule(wakeup).await?;
         Response::ok("")
