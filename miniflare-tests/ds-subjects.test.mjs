@@ -2,7 +2,7 @@
 // @durable-streams/client reads live what a WebSocket publisher writes, a WebSocket subscriber
 // receives what that client appends, and byte/text streams are refused on the WebSocket side.
 
-import { test, before, after } from "node:test";
+import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { DurableStream } from "@durable-streams/client";
 import { startServer, TEST_KEY } from "./server.mjs";
@@ -138,4 +138,87 @@ test("the /ds mount requires the API key, except for CORS preflights", async () 
   const badOffset = await fetch(`${url}?offset=nope`, { headers: AUTH });
   assert.equal(badOffset.status, 400);
   assert.equal((await badOffset.json()).error.code, "bad_request");
+});
+
+describe("a native wipe (DELETE /v1/stream/{subject}) gives a fresh, open subject", () => {
+  const ds = (subject, init = {}) =>
+    fetch(`${server.url}/ds/v1/stream/${subject}`, { ...init, headers: { ...AUTH, ...init.headers } });
+  const native = (subject, init = {}) =>
+    fetch(`${server.url}/v1/stream/${subject}`, { ...init, headers: { ...AUTH, ...init.headers } });
+  const wipe = async (subject) => {
+    const res = await native(subject, { method: "DELETE" });
+    assert.equal(res.status, 200, await res.clone().text());
+    return res.json();
+  };
+  const publish = async (subject, body) => {
+    const res = await native(subject, { method: "POST", body });
+    return { status: res.status, body: await res.json() };
+  };
+
+  test("a subject closed over /ds is open again after a native wipe, under a new epoch", async () => {
+    const subject = uniqueSubject("wipe-closed");
+    assert.equal((await publish(subject, '"before"')).status, 201);
+    const { epoch } = await (await native(subject)).json();
+    assert.equal((await ds(subject, { method: "POST", headers: { "stream-closed": "true" } })).status, 204);
+    const refused = await publish(subject, '"while closed"');
+    assert.equal(refused.status, 409);
+    assert.match(refused.body.error.message, /closed/);
+    const wiped = await wipe(subject);
+    assert.equal(wiped.deleted, true);
+    assert.notEqual(wiped.epoch, epoch);
+    assert.deepEqual((await publish(subject, '"after"')).body, { seq: 1 });
+    // The protocol sees the same: an open JSON stream holding only the new message.
+    const head = await ds(subject, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get("stream-closed"), null);
+    assert.equal(await (await ds(subject)).text(), '["after"]');
+  });
+
+  test("a byte stream is wiped into an ordinary JSON subject", async () => {
+    const subject = uniqueSubject("wipe-text");
+    const created = await ds(subject, { method: "PUT", headers: { "content-type": "text/plain" }, body: "hello" });
+    assert.equal(created.status, 201);
+    assert.equal((await publish(subject, '"json"')).status, 409);
+    await wipe(subject);
+    assert.equal((await ds(subject, { method: "HEAD" })).status, 404, "no stream until something is published");
+    assert.deepEqual((await publish(subject, '{"n":1}')).body, { seq: 1 });
+    const head = await ds(subject, { method: "HEAD" });
+    assert.match(head.headers.get("content-type"), /application\/json/);
+  });
+
+  test("a source deleted over /ds while forked can be wiped at once, and its forks still count", async () => {
+    const source = uniqueSubject("wipe-src");
+    const fork = uniqueSubject("wipe-fork");
+    await publish(source, '{"order":1}');
+    const forked = await ds(fork, {
+      method: "PUT",
+      headers: { "stream-forked-from": `/v1/stream/${source}`, "stream-fork-offset": "0000000000000001_0000000000000000" },
+    });
+    assert.equal(forked.status, 201, await forked.text());
+    assert.equal((await ds(source, { method: "DELETE" })).status, 204);
+    assert.equal((await ds(source)).status, 410, "a tombstone while the fork exists");
+    assert.equal((await publish(source, '"refused"')).status, 409);
+    // Before: refused until the forks were deleted. Now the native wipe reopens it.
+    await wipe(source);
+    assert.deepEqual((await publish(source, '{"order":"new"}')).body, { seq: 1 });
+    assert.equal(await (await ds(fork)).text(), '[{"order":1}]', "the fork keeps its copy");
+    // The fork still holds a reference: deleting the source over /ds leaves a tombstone again,
+    // and deleting the fork then removes it for good.
+    assert.equal((await ds(source, { method: "DELETE" })).status, 204);
+    assert.equal((await ds(source)).status, 410);
+    assert.equal((await ds(fork, { method: "DELETE" })).status, 204);
+    await until(async () => (await ds(source, { method: "HEAD" })).status === 404, 10_000, "the tombstone to go with its last fork");
+  });
+
+  test("wiping a fork releases its source", async () => {
+    const source = uniqueSubject("wipe-src2");
+    const fork = uniqueSubject("wipe-fork2");
+    await publish(source, '"one"');
+    const forked = await ds(fork, { method: "PUT", headers: { "stream-forked-from": `/v1/stream/${source}` } });
+    assert.equal(forked.status, 201);
+    await wipe(fork);
+    // With no fork left, a protocol delete removes the source outright (no 410 tombstone).
+    assert.equal((await ds(source, { method: "DELETE" })).status, 204);
+    assert.equal((await ds(source, { method: "HEAD" })).status, 404);
+  });
 });

@@ -2,7 +2,7 @@
 //! hold a connection open (cron jobs, webhooks, backends).
 
 use super::ops::{info, publish, state, trim};
-use super::{now_ms, random_hex, Subject};
+use super::{ds, now_ms, Subject};
 use crate::http::{error_response, json_response, json_text_response, Failure};
 use durable_stream_protocol::frame::{encode_page, validate_batch_len, validate_msg_id, OutgoingMessage};
 use durable_stream_protocol::http_params::{
@@ -33,7 +33,7 @@ impl Subject {
         match (req.method(), rest) {
             (Method::Post, []) => self.publish(&mut req, &query).await,
             (Method::Get, []) => Ok(json_response(200, &self.with_core(None, |core| info::info(core))??)?),
-            (Method::Delete, []) => self.wipe(),
+            (Method::Delete, []) => self.wipe().await,
             (Method::Get, ["messages"]) => self.read_messages(parse_read_params(pairs(&query))?).await,
             (Method::Delete, ["messages"]) => {
                 let upto = parse_upto(pairs(&query))?;
@@ -124,18 +124,15 @@ impl Subject {
     }
 
     /// Deletes the subject's messages, consumers and state, closes its sockets and starts a new
-    /// epoch so clients can tell their positions are stale.
-    fn wipe(&self) -> Result<Response, Failure> {
-        let epoch = self.with_core(None, |core| -> Result<String, Failure> {
-            core.store.wipe(&mut core.meta, random_hex(8))?;
-            for session in core.sessions.drain() {
-                let _ = session.ws.close(Some(SUBJECT_DELETED_CLOSE_CODE), Some("subject deleted"));
-            }
-            for waiter in core.waiters.drain(..) {
-                let _ = waiter.send(());
-            }
-            Ok(core.meta.epoch.clone())
+    /// epoch so clients can tell their positions are stale. The subject comes back open and
+    /// JSON whatever the Durable Streams mount had made of it (`ds::reset_for_wipe`).
+    async fn wipe(&self) -> Result<Response, Failure> {
+        let (epoch, fork_source) = self.with_core(None, |core| -> Result<_, Failure> {
+            core.start_over("subject deleted")?;
+            let fork_source = ds::reset_for_wipe(core)?;
+            Ok((core.meta.epoch.clone(), fork_source))
         })??;
+        self.release_source(fork_source).await?;
         Ok(json_response(200, &json!({ "deleted": true, "epoch": epoch }))?)
     }
 

@@ -53,6 +53,19 @@ fn random_hex(bytes: usize) -> String {
 }
 
 impl Core {
+    /// Deletes the subject's messages, consumers and state under a new epoch, closes its
+    /// sockets (code 4001 with `reason`) and answers waiting readers.
+    fn start_over(&mut self, reason: &str) -> Result<()> {
+        self.store.wipe(&mut self.meta, random_hex(8))?;
+        for session in self.sessions.drain() {
+            let _ = session.ws.close(Some(http_api::SUBJECT_DELETED_CLOSE_CODE), Some(reason));
+        }
+        for waiter in self.waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+        Ok(())
+    }
+
     /// Wakes the subscriptions whose window allows more and sends them what is stored.
     fn pump_all(&mut self, now: u64) -> Result<()> {
         let bounds = self.meta.bounds();
@@ -176,8 +189,10 @@ impl Subject {
         }
         // Loads the subject (creating it under its name) before any HTTP operation, and refuses
         // what a Durable Streams configuration forbids (see `ds::admit`).
+        // A wipe is always allowed: it is how a subject the protocol closed or deleted is reopened.
         let publish = req.method() == Method::Post && rest.is_empty();
-        self.with_core(Some(&subject), |core| ds::admit(core, publish, now_ms()))??;
+        let wipe = req.method() == Method::Delete && rest.is_empty();
+        self.with_core(Some(&subject), |core| if wipe { Ok(()) } else { ds::admit(core, publish, now_ms()) })??;
         self.handle_http(req, &rest).await
     }
 }

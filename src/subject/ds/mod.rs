@@ -15,8 +15,7 @@ mod write;
 
 pub use route::route;
 
-use super::http_api::SUBJECT_DELETED_CLOSE_CODE;
-use super::{now_ms, random_hex, Core, Subject};
+use super::{now_ms, Core, Subject};
 use crate::http::Failure;
 use durable_stream_protocol::durable_streams::config::DsConfig;
 use durable_stream_protocol::durable_streams::name;
@@ -141,13 +140,7 @@ pub fn expiry_deadline(core: &Core) -> worker::Result<Option<u64>> {
 /// (410) until the last one goes. Returns the source whose reference this stream held, which
 /// the caller must release.
 fn remove(core: &mut Core, row: StreamRow) -> worker::Result<Option<String>> {
-    core.store.wipe(&mut core.meta, random_hex(8))?;
-    for session in core.sessions.drain() {
-        let _ = session.ws.close(Some(SUBJECT_DELETED_CLOSE_CODE), Some("stream deleted"));
-    }
-    for waiter in core.waiters.drain(..) {
-        let _ = waiter.send(());
-    }
+    core.start_over("stream deleted")?;
     core.ds.ring();
     if row.refs > 0 {
         core.ds.store.delete_producers()?;
@@ -156,6 +149,23 @@ fn remove(core: &mut Core, row: StreamRow) -> worker::Result<Option<String>> {
         return Ok(None);
     }
     core.ds.store.delete_row()?;
+    Ok(row.config.forked_from)
+}
+
+/// The protocol's side of a native wipe (`DELETE /v1/stream/{subject}`), after the subject's
+/// data is gone: whatever the protocol had made of the subject (closed, a byte stream, expired,
+/// deleted while forked), it starts over as a fresh, open subject. Only the number of forks
+/// taken from it survives, so that their later deletions are still counted. Returns the source
+/// this stream was forked from, whose reference the caller must release.
+pub fn reset_for_wipe(core: &mut Core) -> worker::Result<Option<String>> {
+    core.ds.ring();
+    let Some(row) = core.ds.store.row()? else { return Ok(None) };
+    if row.refs > 0 {
+        core.ds.store.delete_producers()?;
+        core.ds.store.put_row(&StreamRow { refs: row.refs, ..StreamRow::implicit() })?;
+    } else {
+        core.ds.store.delete_row()?;
+    }
     Ok(row.config.forked_from)
 }
 
@@ -203,7 +213,7 @@ impl Subject {
 
     /// Tells a fork's source that the fork is gone (which may complete the source's deletion,
     /// and so on up the chain).
-    async fn release_source(&self, source: Option<String>) -> worker::Result<()> {
+    pub(super) async fn release_source(&self, source: Option<String>) -> worker::Result<()> {
         if let Some(source) = source {
             let response = self.call_stream(&source, "unref", None).await?;
             if response.status_code() >= 500 {
