@@ -45,6 +45,7 @@ mod connection;
 mod cursor;
 mod error;
 mod files;
+mod frames;
 mod requests;
 mod subscription;
 
@@ -54,7 +55,7 @@ pub use connection::ConnectionEvent;
 pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
 pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
-pub use files::{ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.
