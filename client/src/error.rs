@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong talking to a durable-stream server.
 ///
 /// The first seven variants are the server's error codes, each carrying the server's message.
+/// Every message includes the error's source chain (`HTTP error: error sending request for url
+/// (…): connection closed before message completed`), so printing it with `{}` loses nothing.
 /// Transport errors wrap their cause in an [`Arc`] so one failure can be reported to every
 /// request that was waiting on the same connection (the type is [`Clone`]).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -251,6 +253,33 @@ mod tests {
         assert!(matches!(Error::from_http(503, b"upstream down"), Error::Internal(m) if m.contains("upstream down")));
         assert!(Error::from_http(503, b"").is_transient());
         assert!(matches!(Error::from_http(302, b""), Error::InvalidResponse(_)));
+    }
+
+    /// Says only what it was doing, like reqwest's errors; the cause is its source.
+    #[derive(Debug)]
+    struct Sending(std::io::Error);
+
+    impl std::fmt::Display for Sending {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error sending request")
+        }
+    }
+
+    impl std::error::Error for Sending {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn messages_include_their_sources_once() {
+        let refused = Error::connect("ws://h/x", std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(refused.to_string(), "cannot connect to ws://h/x: refused");
+        assert!(refused.is_transient());
+        let reset = Error::connect("http://h/y", Sending(std::io::Error::other("connection reset")));
+        assert_eq!(reset.to_string(), "cannot connect to http://h/y: error sending request: connection reset");
+        let io = Error::from(std::io::Error::other("disk on fire"));
+        assert_eq!(io.to_string(), "I/O error: disk on fire", "a source already in the message is not repeated");
     }
 
     #[test]
