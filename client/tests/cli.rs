@@ -343,3 +343,36 @@ async fn bench_prints_a_markdown_table() {
     assert!(rows[4].contains("| 1000 |"), "whole backlog replayed: {table}");
     assert!(table.contains("p99"));
 }
+
+#[tokio::test]
+async fn sub_says_when_it_lost_the_server_and_goes_on_when_it_is_back() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut server = Server::start().await;
+    let subject = unique_subject("cli-outage");
+    ok(&server, &["pub", &subject, "1"]).await;
+    let mut child = dstream(&server, &["sub", &subject, "--from", "first", "--count", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let patience = Duration::from_secs(60);
+    let first = tokio::time::timeout(patience, stdout.next_line()).await.expect("the first message in time");
+    assert_eq!(first.unwrap().as_deref(), Some("#1 1"));
+
+    server.stop().await;
+    let notice = tokio::time::timeout(patience, stderr.next_line()).await.expect("a notice in time").unwrap().unwrap();
+    assert!(notice.starts_with("dstream: ") && notice.contains("; reconnecting in "), "{notice}");
+
+    server.restart().await;
+    ok(&server, &["pub", &subject, "2"]).await;
+    let second = tokio::time::timeout(patience, stdout.next_line()).await.expect("the second message in time");
+    assert_eq!(second.unwrap().as_deref(), Some("#2 2"));
+    let mut notices = Vec::new();
+    while let Some(line) = tokio::time::timeout(patience, stderr.next_line()).await.expect("stderr ends").unwrap() {
+        notices.push(line);
+    }
+    assert_eq!(notices.last().map(String::as_str), Some("dstream: reconnected"), "{notices:?}");
+    assert!(child.wait().await.unwrap().success());
+}

@@ -5,7 +5,9 @@ mod bench;
 mod files;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use durable_stream_client::{Backoff, Client, Error, FileCursorStore, StartPosition, SubscribeOptions};
+use durable_stream_client::{
+    cursor_key, Backoff, Client, ConnectionEvent, Error, FileCursorStore, StartPosition, SubscribeOptions,
+};
 use futures_util::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use std::fmt::Display;
@@ -325,12 +327,27 @@ async fn publish_lines(client: &Client, subject: &str) -> Result<(), Failure> {
 }
 
 async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
+    let cursor_file = args.cursor_dir.as_ref().map(|dir| {
+        dir.join(format!("{}.cursor.json", cursor_key(&args.subject, args.consumer.as_deref())))
+    });
     let mut options = SubscribeOptions { from: args.from, consumer: args.consumer, window: args.window, ..Default::default() };
     if let Some(dir) = args.cursor_dir {
         let store = FileCursorStore::new(&dir).map_err(|e| Failure::Local(e.to_string()))?;
         options.cursor_store = Some(Arc::new(store));
     }
-    let mut subscription = client.subscribe(&args.subject, options).await?;
+    let wiped = |e: Error| match (&e, &cursor_file) {
+        (Error::EpochChanged { .. }, Some(file)) => Failure::Local(format!(
+            "{e}: the subject was deleted since the position saved in {} — delete that file to read it from the start",
+            file.display()
+        )),
+        (Error::EpochChanged { .. }, None) => {
+            Failure::Local(format!("{e}: the subject was deleted meanwhile — run the command again to read it anew"))
+        }
+        _ => Failure::Client(e),
+    };
+    let mut subscription = client.subscribe(&args.subject, options).await.map_err(wiped)?;
+    let mut connection_events = client.events();
+    let mut reconnect_reason = None;
     let mut stdout = tokio::io::stdout();
     let mut received = 0u64;
     let interrupted = tokio::signal::ctrl_c();
@@ -338,6 +355,12 @@ async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
     let mut outcome = Ok(());
     while args.count.is_none_or(|count| received < count) {
         let message = tokio::select! {
+            // Connection events first: a reconnect is reported before the messages after it.
+            biased;
+            Ok(event) = connection_events.recv() => {
+                report_connection(event, &mut reconnect_reason);
+                continue;
+            }
             message = subscription.next() => match message {
                 Some(Ok(message)) => message,
                 Some(Err(undecodable @ Error::Undecodable { .. })) => {
@@ -347,7 +370,7 @@ async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
                     continue;
                 }
                 Some(Err(e)) => {
-                    outcome = Err(Failure::Client(e));
+                    outcome = Err(wiped(e));
                     break;
                 }
                 None => break,
@@ -374,6 +397,20 @@ async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
     // Close in every case: it sends the last ack and saves the cursor.
     let closed = subscription.close().await;
     outcome.and(closed.map_err(Failure::from))
+}
+
+/// Tells the person watching a subscription that it lost its connection and is retrying, so
+/// that a server outage does not look like a quiet subject.
+fn report_connection(event: ConnectionEvent, reason: &mut Option<String>) {
+    match event {
+        ConnectionEvent::Disconnected { reason: why, .. } => *reason = Some(why),
+        ConnectionEvent::Reconnecting { attempt, delay, .. } => {
+            let why = reason.as_deref().unwrap_or("connection lost");
+            eprintln!("dstream: {why}; reconnecting in {:.1} s (attempt {attempt})", delay.as_secs_f64());
+        }
+        ConnectionEvent::Connected { .. } if reason.take().is_some() => eprintln!("dstream: reconnected"),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
