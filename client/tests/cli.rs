@@ -163,6 +163,15 @@ async fn errors_exit_non_zero_with_the_reason_and_what_to_do() {
     assert_eq!(code, Some(1));
     assert!(stderr.starts_with("dstream: cannot read ./no-such-file: "), "{stderr}");
 
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "put", "k", "."])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, "dstream: cannot upload .: not a file\n");
+
+    let (code, stderr) = failure(&mut dstream_at("localhost:8787", &["info", "x"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("dstream: invalid URL: localhost:8787"), "{stderr}");
+    assert!(stderr.ends_with("e.g. http://127.0.0.1:8787\n"), "{stderr}");
+
     let subject = unique_subject("cli-conflict");
     ok(&server, &["state", "put", &subject, "1"]).await;
     let (code, stderr) = failure(&mut dstream(&server, &["state", "put", &subject, "2", "--version", "0"])).await;
@@ -196,6 +205,22 @@ async fn a_server_that_is_not_running_is_named_within_seconds() {
         assert!(line.ends_with(": connection refused — is the server running? (./scripts/dev.sh)"), "{args:?}: {stderr}");
         // A bound on a failure path, far above the fraction of a second it takes.
         assert!(elapsed < Duration::from_secs(15), "{args:?} took {elapsed:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_is_given_up_on_within_the_timeout() {
+    // The kernel completes connections to a listening socket that nobody accepts from.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    for args in [&["info", "s", "--timeout", "2"][..], &["files", "ls", "--timeout", "2"]] {
+        let started = Instant::now();
+        let (code, stderr) = failure(&mut dstream_at(&url, args)).await;
+        assert_eq!(code, Some(1), "{args:?}");
+        assert!(stderr.contains(&url[7..]), "{args:?} names the server: {stderr}");
+        let waited = stderr.contains("no hello within the connect timeout of 2s") || stderr.contains(&format!("no reply from {url} within 2 s"));
+        assert!(waited, "{args:?} says what it waited for: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{args:?} took {:?}", started.elapsed());
     }
 }
 

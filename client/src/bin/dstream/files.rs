@@ -89,7 +89,11 @@ pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Failure> 
             } else {
                 let cannot_read = |e: std::io::Error| Failure::Local(format!("cannot read {}: {e}", path.display()));
                 let file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
-                let len = file.metadata().await.map_err(cannot_read)?.len();
+                let metadata = file.metadata().await.map_err(cannot_read)?;
+                if !metadata.is_file() {
+                    return Err(Failure::Local(format!("cannot upload {}: not a file", path.display())));
+                }
+                let len = metadata.len();
                 let bar = progress(Some(len));
                 let upload = client.put_file(&key, bar.wrap_async_read(file), &content_type, Some(len)).await;
                 bar.finish_and_clear();

@@ -189,7 +189,8 @@ fn describe(e: &Error, server: &str, timeout: u64) -> String {
             format!("cannot connect to {url}: connection refused — is the server running? (./scripts/dev.sh)")
         }
         Error::Connect { .. } => format!("{e} — check the server URL (--url or DSTREAM_URL)"),
-        Error::Unauthorized(_) => format!("{e} — check the API key (DSTREAM_API_KEY or --api-key)"),
+        Error::Unauthorized(_) => format!("{e} (from {server}) — check the API key (DSTREAM_API_KEY or --api-key)"),
+        Error::InvalidUrl(_) => format!("{e} — pass the server's base URL with --url or DSTREAM_URL, e.g. http://127.0.0.1:8787"),
         Error::Timeout => format!(
             "timed out: no reply from {server} within {timeout} s — the server may be overloaded; --timeout waits longer"
         ),
@@ -208,6 +209,9 @@ fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
     }
     false
 }
+
+/// The longest wait for a connection to open (the client's default).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Reconnect attempts of one-shot commands: a server that refuses three connections in a row
 /// (within about a second) is not coming back while someone waits at the terminal.
@@ -230,9 +234,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sub(_) => Backoff::default(),
         _ => Backoff { max_attempts: Some(ONE_SHOT_ATTEMPTS), ..Backoff::default() },
     };
+    let timeout = Duration::from_secs(cli.timeout.max(1));
     let client = Client::builder(&cli.url)
         .api_key(api_key)
-        .request_timeout(Duration::from_secs(cli.timeout.max(1)))
+        // A server that accepts connections but never answers should not outwait --timeout.
+        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+        .request_timeout(timeout)
         .backoff(backoff)
         .connect()
         .await?;
