@@ -401,3 +401,46 @@ async fn sub_says_when_it_lost_the_server_and_goes_on_when_it_is_back() {
     assert_eq!(notices.last().map(String::as_str), Some("dstream: reconnected"), "{notices:?}");
     assert!(child.wait().await.unwrap().success());
 }
+
+#[tokio::test]
+async fn an_interrupted_upload_from_standard_input_leaves_no_spooled_file() {
+    let server = refusing_url().await; // never reached: stdin is spooled before connecting
+    let spool = tempfile::tempdir().unwrap();
+    let mut child = dstream_at(&server, &["files", "put", "k", "-"])
+        .env("TMPDIR", spool.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&[b'x'; 4096]).await.unwrap();
+    stdin.flush().await.unwrap();
+    // Spooled bytes mean the upload (and with it the Ctrl-C handler) runs; stdin stays open.
+    wait_until("standard input spooled to a temporary file", || {
+        std::fs::read_dir(spool.path()).unwrap().filter_map(Result::ok).any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
+    // Standard input is still open: the command must not wait for more of it.
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "dstream: interrupted; the upload was abandoned\n");
+    assert!(names_in(spool.path()).is_empty(), "{:?}", names_in(spool.path()));
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn publishing_standard_input_fails_at_once_while_more_input_may_come() {
+    let url = refusing_url().await;
+    let mut child = dstream_at(&url, &["pub", "s", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"1\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    // Standard input stays open, as at a terminal: the failure must not wait for another line.
+    let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await.expect("exits").unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.ends_with("connection refused — is the server running? (./scripts/dev.sh)\n"), "{stderr}");
+    drop(stdin);
+}

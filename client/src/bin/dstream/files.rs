@@ -4,6 +4,7 @@ use crate::{out, stdout_failure, Failure};
 use clap::Subcommand;
 use durable_stream_client::{AtomicFile, ByteRange, Client, Error, ListFiles};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -83,9 +84,12 @@ pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Failure> 
         FilesCommand::Put { key, path, content_type } => {
             let upload = if path.as_os_str() == "-" {
                 let bar = progress(None);
-                let upload = client.put_file(&key, bar.wrap_async_read(tokio::io::stdin()), &content_type, None).await;
+                // Standard input is spooled to a temporary file first (to learn its size);
+                // dropping the upload on Ctrl-C removes it.
+                let upload = client.put_file(&key, bar.wrap_async_read(tokio::io::stdin()), &content_type, None);
+                let upload = unless_interrupted(upload, "; the upload was abandoned".into()).await;
                 bar.finish_and_clear();
-                upload?
+                upload??
             } else {
                 let cannot_read = |e: std::io::Error| Failure::Local(format!("cannot read {}: {e}", path.display()));
                 let file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
@@ -146,16 +150,22 @@ pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Failure> 
 async fn download_to(client: &Client, key: &str, path: &Path, range: Option<ByteRange>, bar: &ProgressBar) -> Result<(), Failure> {
     let mut file = AtomicFile::create(path).await?;
     let mut writer = bar.wrap_async_write(file.writer());
-    let finished = tokio::select! {
-        downloaded = client.get_file(key, &mut writer, range) => Some(downloaded),
-        _ = tokio::signal::ctrl_c() => None,
-    };
+    let download = client.get_file(key, &mut writer, range);
+    // On Ctrl-C, returning drops `file`, which removes the temporary file.
+    let finished = unless_interrupted(download, format!("; {} was left as it was", path.display())).await?;
     drop(writer);
     match finished {
-        Some(Ok(_)) => Ok(file.commit().await?),
-        Some(Err(e)) => Err(missing_file(file.name_in(e))),
-        // Dropping `file` removes the temporary file.
-        None => Err(Failure::Interrupted(format!("; {} was left as it was", path.display()))),
+        Ok(_) => Ok(file.commit().await?),
+        Err(e) => Err(missing_file(file.name_in(e))),
+    }
+}
+
+/// Runs `work` to the end, or stops it on Ctrl-C (dropping it, so that it cleans up after
+/// itself); `left` says what that left behind.
+async fn unless_interrupted<T>(work: impl Future<Output = T>, left: String) -> Result<T, Failure> {
+    tokio::select! {
+        done = work => Ok(done),
+        _ = tokio::signal::ctrl_c() => Err(Failure::Interrupted(left)),
     }
 }
 

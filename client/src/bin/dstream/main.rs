@@ -155,12 +155,22 @@ fn parse_json(text: &str, what: &str) -> Result<Value, Failure> {
     serde_json::from_str(text).map_err(|e| Failure::Local(format!("{what} is not valid JSON ({e}): {text}")))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = cli.url.clone();
     let timeout = cli.timeout;
-    match run(cli).await {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("dstream: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    // A read of standard input may still be waiting on a blocking thread (Ctrl-C or a failure
+    // while `pub -` or `files put -` read it); an ordinary shutdown would wait for its next line.
+    runtime.shutdown_background();
+    match outcome {
         Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
             eprintln!("dstream: {}", describe(&e, &server, timeout));
