@@ -319,7 +319,7 @@ impl AtomicFile {
     }
 
     /// Names the target path in a local I/O error (the writer's errors do not know it).
-    pub fn name_in(&self, error: Error) -> Error {
+    fn name_in(&self, error: Error) -> Error {
         match error {
             Error::Io(e) => io_error(format!("cannot write {}", self.path.display()), io::Error::new(e.kind(), e.to_string())),
             other => other,

@@ -223,6 +223,7 @@ impl Progress {
         self.positioned = true;
         self.acked = self.acked.max(before);
         self.yielded = self.yielded.max(before);
+        self.pass_undecodable();
     }
 
     /// Whether to yield a received message, and with which `redelivered` flag. Never yields a
@@ -281,6 +282,7 @@ impl Progress {
     pub fn skipped(&mut self, last: Seq) {
         self.acked = self.acked.max(last);
         self.yielded = self.yielded.max(last);
+        self.pass_undecodable();
     }
 
     /// Checks the epoch a connection reports against the one seen before. On a change,
@@ -854,6 +856,15 @@ mod tests {
         p.admit(4, false);
         assert!(p.admitted_undecodable(4), "right after the position: passed at once");
         assert_eq!(p.resume_from(), Some(StartPosition::Seq(5)));
+
+        let mut skipping = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
+        skipping.subscribed(1);
+        for seq in 1..=3 {
+            skipping.admit(seq, false);
+        }
+        skipping.admitted_undecodable(3);
+        skipping.skipped(2);
+        assert_eq!(skipping.acked, 3, "skipping past 2 passes the undecodable 3 too");
 
         let mut auto = Progress::new(AckMode::Auto, Some(StartPosition::First), None);
         auto.subscribed(1);

@@ -156,7 +156,9 @@ async fn download_to(client: &Client, key: &str, path: &Path, range: Option<Byte
     drop(writer);
     match finished {
         Ok(_) => Ok(file.commit().await?),
-        Err(e) => Err(missing_file(file.name_in(e))),
+        // Local I/O errors come from writing the file, which they do not name.
+        Err(Error::Io(e)) => Err(Failure::Local(format!("cannot write {}: {e}", path.display()))),
+        Err(e) => Err(missing_file(e)),
     }
 }
 
