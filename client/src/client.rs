@@ -326,6 +326,16 @@ mod tests {
         assert!(matches!(field::<u64>(&reply, "first"), Err(Error::InvalidResponse(_))));
     }
 
+    #[test]
+    fn subject_info_keeps_fields_this_client_does_not_know() {
+        let reply = json!({"subject": "s", "first": 1, "last": 2, "count": 2, "bytes": 9, "subscribers": 0,
+            "connections": 1, "consumers": 0, "epoch": "e", "retention": {"maxMessages": 5}});
+        let info: SubjectInfo = serde_json::from_value(reply.clone()).unwrap();
+        assert_eq!(info.connections, 1);
+        assert_eq!(info.other.get("retention"), Some(&json!({"maxMessages": 5})));
+        assert_eq!(serde_json::to_value(&info).unwrap(), reply, "printed back with every field");
+    }
+
     #[tokio::test]
     async fn bad_configuration_is_refused_before_any_connection() {
         assert!(matches!(Client::connect("nope", "k").await, Err(Error::InvalidUrl(_))));

@@ -66,7 +66,9 @@ enum Command {
     Files(files::FilesCommand),
     /// Measure publish, fan-out and replay throughput against a running server.
     Bench(bench::BenchArgs),
-    /// Print a shell completion script, e.g. `dstream completions bash > ~/.local/share/bash-completion/completions/dstream`.
+    /// Print a shell completion script.
+    ///
+    /// For example: `dstream completions bash > ~/.local/share/bash-completion/completions/dstream`.
     Completions { shell: clap_complete::Shell },
 }
 
