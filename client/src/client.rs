@@ -3,7 +3,8 @@
 use crate::backoff::Backoff;
 use crate::connection::{base_urls, endpoint, ConnectionEvent, Settings};
 use crate::error::{Error, Result};
-use crate::requests::{Reply, RequestConnection, Resend};
+use crate::frames::Reply;
+use crate::requests::{RequestConnection, Resend};
 use crate::subscription::{self, SubscribeOptions, Subscription};
 use durable_stream_protocol::subject::validate_subject;
 use durable_stream_protocol::Seq;
@@ -128,10 +129,16 @@ pub struct SubjectInfo {
     pub bytes: u64,
     /// Connected subscribers.
     pub subscribers: u64,
+    /// Open connections (subscribed or not).
+    #[serde(default)]
+    pub connections: u64,
     /// Durable consumers known.
     pub consumers: u64,
     /// Changes whenever the subject is wiped; sequences from another epoch are unrelated.
     pub epoch: String,
+    /// Fields this client version does not know (from newer servers), kept as sent.
+    #[serde(flatten)]
+    pub other: Map<String, Value>,
 }
 
 /// The outcome of [`Client::trim`].
@@ -139,6 +146,8 @@ pub struct SubjectInfo {
 pub struct Trimmed {
     /// The oldest retained sequence after trimming.
     pub first: Seq,
+    /// The newest sequence (trimming never changes it).
+    pub last: Seq,
     /// How many messages were deleted.
     pub deleted: u64,
 }
@@ -213,7 +222,7 @@ impl Client {
     /// resent after a disconnect, `deleted` counts only what the resend deleted.
     pub async fn trim(&self, subject: &str, upto: Seq) -> Result<Trimmed> {
         let reply = self.request(subject, op_frame("trim", [("upto", upto.into())]), Resend::Safe).await?;
-        Ok(Trimmed { first: field(&reply, "first")?, deleted: field(&reply, "deleted")? })
+        Ok(Trimmed { first: field(&reply, "first")?, last: field(&reply, "last")?, deleted: field(&reply, "deleted")? })
     }
 
     /// The subject's state object and its version (`(Value::Null, 0)` when never written).
@@ -237,12 +246,20 @@ impl Client {
     }
 
     /// Wipes the subject: its messages, consumers and state are deleted, its subscribers are
-    /// disconnected, and its epoch changes. (Over HTTP: the WebSocket protocol has no such op.)
-    pub async fn delete_subject(&self, subject: &str) -> Result<()> {
+    /// disconnected, and its epoch changes. Returns the new epoch. (Over HTTP: the WebSocket
+    /// protocol has no such op.)
+    pub async fn delete_subject(&self, subject: &str) -> Result<String> {
         validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
         let url = endpoint(&self.inner.settings.http_base, ["v1", "stream", subject]);
         let response = self.inner.http.delete(url).timeout(self.inner.settings.request_timeout).send().await?;
-        crate::files::check(response).await.map(drop)
+        let body = crate::files::check(response).await?.bytes().await?;
+        #[derive(Deserialize)]
+        struct Deleted {
+            epoch: String,
+        }
+        let deleted: Deleted =
+            serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("subject deletion reply: {e}")))?;
+        Ok(deleted.epoch)
     }
 
     /// Sends a request on the subject's shared connection.
@@ -307,6 +324,16 @@ mod tests {
         assert_eq!(field::<u64>(&reply, "seq").unwrap(), 5);
         assert!(matches!(field::<u64>(&reply, "last"), Err(Error::InvalidResponse(_))));
         assert!(matches!(field::<u64>(&reply, "first"), Err(Error::InvalidResponse(_))));
+    }
+
+    #[test]
+    fn subject_info_keeps_fields_this_client_does_not_know() {
+        let reply = json!({"subject": "s", "first": 1, "last": 2, "count": 2, "bytes": 9, "subscribers": 0,
+            "connections": 1, "consumers": 0, "epoch": "e", "retention": {"maxMessages": 5}});
+        let info: SubjectInfo = serde_json::from_value(reply.clone()).unwrap();
+        assert_eq!(info.connections, 1);
+        assert_eq!(info.other.get("retention"), Some(&json!({"maxMessages": 5})));
+        assert_eq!(serde_json::to_value(&info).unwrap(), reply, "printed back with every field");
     }
 
     #[tokio::test]

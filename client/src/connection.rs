@@ -2,8 +2,7 @@
 
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
-use durable_stream_protocol::frame::ServerFrame;
-use durable_stream_protocol::Seq;
+use crate::frames::{self, Incoming};
 use futures_util::StreamExt;
 use reqwest::Url;
 use std::time::Duration;
@@ -53,7 +52,7 @@ pub enum ConnectionEvent {
 }
 
 /// Settings shared by every connection of a [`Client`](crate::Client).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// `http(s)://host[:port][/prefix]`, without a trailing slash.
     pub http_base: Url,
@@ -72,7 +71,6 @@ pub(crate) struct Settings {
 /// What the server says first on every connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Hello {
-    pub last: Seq,
     pub epoch: String,
 }
 
@@ -111,11 +109,21 @@ impl Settings {
     }
 
     /// Opens the WebSocket for `subject` and waits for its `hello`, within the connect timeout.
+    /// Failing to get that far is [`Error::Connect`] (naming the URL), unless the server
+    /// refused the connection with an error of its own (e.g. [`Error::Unauthorized`]).
     pub async fn open(&self, subject: &str) -> Result<(Socket, Hello)> {
         self.emit(ConnectionEvent::Connecting { subject: subject.to_owned() });
-        let opened = tokio::time::timeout(self.connect_timeout, self.open_untimed(subject))
-            .await
-            .unwrap_or(Err(Error::Timeout));
+        let url = endpoint(&self.ws_base, ["v1", "stream", subject]);
+        let opened = match tokio::time::timeout(self.connect_timeout, self.open_untimed(subject, &url)).await {
+            Ok(opened) => opened,
+            Err(_) => Err(Error::connect(
+                url.as_str(),
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no hello within the connect timeout of {:?}", self.connect_timeout),
+                ),
+            )),
+        };
         match &opened {
             Ok((_, hello)) => {
                 self.emit(ConnectionEvent::Connected { subject: subject.to_owned(), epoch: hello.epoch.clone() })
@@ -125,9 +133,13 @@ impl Settings {
         opened
     }
 
-    async fn open_untimed(&self, subject: &str) -> Result<(Socket, Hello)> {
-        let url = endpoint(&self.ws_base, ["v1", "stream", subject]);
-        let mut request = url.as_str().into_client_request()?;
+    async fn open_untimed(&self, subject: &str, url: &Url) -> Result<(Socket, Hello)> {
+        use tokio_tungstenite::tungstenite::Error as WsError;
+        let connect_error = |source: WsError| match source {
+            WsError::Io(io) => Error::connect(url.as_str(), io),
+            other => Error::connect(url.as_str(), other),
+        };
+        let mut request = url.as_str().into_client_request().map_err(connect_error)?;
         if let Some(key) = &self.api_key {
             let value = HeaderValue::from_str(&format!("Bearer {key}"))
                 .map_err(|_| Error::BadRequest("the API key contains characters not allowed in a header".into()))?;
@@ -135,24 +147,28 @@ impl Settings {
         }
         let (mut socket, _response) = match tokio_tungstenite::connect_async_tls_with_config(request, None, true, None).await {
             Ok(connected) => connected,
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.body().as_ref().is_none_or(Vec::is_empty) => {
+            Err(WsError::Http(response)) if response.body().as_ref().is_none_or(Vec::is_empty) => {
                 return Err(self.refusal(subject, response.status().as_u16()).await)
             }
-            Err(e) => return Err(e.into()),
+            // The upgrade was answered with an HTTP error: report the server's typed error.
+            Err(refused @ WsError::Http(_)) => return Err(refused.into()),
+            Err(e) => return Err(connect_error(e)),
         };
         loop {
-            match socket.next().await {
-                Some(Ok(WsMessage::Text(text))) => match ServerFrame::parse(&text) {
-                    Ok(ServerFrame::Hello { last, epoch, .. }) => return Ok((socket, Hello { last, epoch })),
+            let ended_before_hello = match socket.next().await {
+                Some(Ok(WsMessage::Text(text))) => match frames::decode(&text)? {
+                    Incoming::Hello { epoch } => return Ok((socket, Hello { epoch })),
                     // An error before hello (e.g. the subject refused the connection).
-                    Ok(ServerFrame::Err { code, message, .. }) => return Err(Error::from_code(code, message)),
+                    Incoming::Reply { outcome: Err(e), .. } => return Err(e),
                     _ => return Err(Error::InvalidResponse(format!("expected hello, got {text}"))),
                 },
-                Some(Ok(WsMessage::Close(frame))) => return Err(closed_error(frame.as_ref())),
+                Some(Ok(WsMessage::Close(frame))) => close_reason(frame.as_ref()),
                 Some(Ok(_)) => continue,
-                Some(Err(e)) => return Err(e.into()),
-                None => return Err(Error::Closed),
-            }
+                Some(Err(e)) => return Err(connect_error(e)),
+                None => "connection ended".to_owned(),
+            };
+            let reason = format!("{ended_before_hello} before the server's hello");
+            return Err(Error::connect(url.as_str(), std::io::Error::new(std::io::ErrorKind::ConnectionAborted, reason)));
         }
     }
 }
@@ -181,13 +197,6 @@ pub(crate) fn close_reason(frame: Option<&tokio_tungstenite::tungstenite::protoc
         Some(frame) => format!("closed by server (code {}: {})", u16::from(frame.code), frame.reason),
         None => "closed by server".to_owned(),
     }
-}
-
-fn closed_error(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> Error {
-    Error::WebSocket(std::sync::Arc::new(tokio_tungstenite::tungstenite::Error::Io(std::io::Error::new(
-        std::io::ErrorKind::ConnectionAborted,
-        close_reason(frame),
-    ))))
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ impl FileCursorStore {
     /// Uses `dir` (created if missing) for the cursor files.
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<Self> {
         let dir = dir.into();
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir).map_err(|e| at_path("cannot create the cursor directory", &dir, e))?;
         Ok(FileCursorStore { dir })
     }
 
@@ -71,12 +71,15 @@ impl FileCursorStore {
 
 impl CursorStore for FileCursorStore {
     fn load(&self, key: &str) -> io::Result<Option<Cursor>> {
-        let text = match std::fs::read(self.path(key)?) {
+        let path = self.path(key)?;
+        let text = match std::fs::read(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+            Err(e) => return Err(at_path("cannot read", &path, e)),
         };
-        serde_json::from_slice(&text).map(Some).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+        serde_json::from_slice(&text)
+            .map(Some)
+            .map_err(|e| at_path("cannot read", &path, io::Error::new(io::ErrorKind::InvalidData, e)))
     }
 
     fn save(&self, key: &str, cursor: &Cursor) -> io::Result<()> {
@@ -97,8 +100,13 @@ impl CursorStore for FileCursorStore {
         if written.is_err() {
             let _ = std::fs::remove_file(&temp);
         }
-        written
+        written.map_err(|e| at_path("cannot write", &path, e))
     }
+}
+
+/// The same error, with what was done to which path in its message.
+fn at_path(action: &str, path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("{action} {}: {e}", path.display()))
 }
 
 #[cfg(test)]
@@ -135,7 +143,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = FileCursorStore::new(dir.path()).unwrap();
         std::fs::write(dir.path().join("s.cursor.json"), "{not json").unwrap();
-        assert_eq!(store.load("s").unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let corrupt = store.load("s").unwrap_err();
+        assert_eq!(corrupt.kind(), io::ErrorKind::InvalidData);
+        assert!(corrupt.to_string().contains("s.cursor.json"), "{corrupt}");
+        let blocked = FileCursorStore::new(dir.path().join("s.cursor.json/sub")).unwrap_err();
+        assert!(blocked.to_string().starts_with("cannot create the cursor directory"), "{blocked}");
         for bad in ["", "../x", "a/b", ".hidden"] {
             assert_eq!(store.load(bad).unwrap_err().kind(), io::ErrorKind::InvalidInput, "{bad:?}");
         }

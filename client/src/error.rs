@@ -1,6 +1,6 @@
 //! The client's error type: one variant per server error code, plus transport failures.
 
-use durable_stream_protocol::ErrorCode;
+use durable_stream_protocol::{ErrorCode, Seq};
 use std::sync::Arc;
 
 /// Shorthand for `Result<T, durable_stream_client::Error>`.
@@ -9,6 +9,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Everything that can go wrong talking to a durable-stream server.
 ///
 /// The first seven variants are the server's error codes, each carrying the server's message.
+/// Every message includes the error's source chain (`HTTP error: error sending request for url
+/// (…): connection closed before message completed`), so printing it with `{}` loses nothing.
 /// Transport errors wrap their cause in an [`Arc`] so one failure can be reported to every
 /// request that was waiting on the same connection (the type is [`Clone`]).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -37,16 +39,28 @@ pub enum Error {
     #[error("server error: {0}")]
     Internal(String),
     /// A local I/O operation failed (reading an upload, writing a download, the cursor file).
-    #[error("I/O error: {0}")]
+    #[error("I/O error: {}", chain(.0))]
     Io(#[source] Arc<std::io::Error>),
-    /// The WebSocket connection failed.
-    #[error("WebSocket error: {0}")]
+    /// The WebSocket connection failed after it was open.
+    #[error("WebSocket error: {}", chain(.0))]
     WebSocket(#[source] Arc<tokio_tungstenite::tungstenite::Error>),
-    /// An HTTP request failed before a response arrived.
-    #[error("HTTP error: {0}")]
+    /// An HTTP request failed after its connection was open, before the whole response arrived.
+    #[error("HTTP error: {}", chain(.0))]
     Http(#[source] Arc<reqwest::Error>),
-    /// No reply arrived within the configured timeout. For a publish the outcome is unknown:
-    /// publishing again with the same message id is safe within the server's dedup window.
+    /// No connection to the server could be opened: nothing was sent. `url` is the address
+    /// tried; the message names the cause (e.g. `Connection refused` when no server listens).
+    /// Requests keep retrying with the client's [`Backoff`](crate::Backoff) until their timeout
+    /// and fail with this error if no connection was made by then.
+    #[error("cannot connect to {url}: {}", chain(&**.source))]
+    Connect {
+        /// The URL the client tried to reach.
+        url: String,
+        /// Why it failed (often a [`std::io::Error`] somewhere down its source chain).
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
+    /// No reply arrived within the configured timeout after the request was sent. For a
+    /// publish the outcome is unknown: publishing again with the same message id is safe within
+    /// the server's dedup window.
     #[error("timed out")]
     Timeout,
     /// The connection closed before a reply that cannot be safely resent arrived, or the
@@ -62,6 +76,17 @@ pub enum Error {
         /// The epoch the server reports now.
         current: String,
     },
+    /// A subscription received message `seq` but could not decode its data, e.g. because it
+    /// nests deeper than serde_json's recursion limit (128) or holds a number beyond `f64`
+    /// (`1e400`). The subscription goes on: the message counts as consumed (see
+    /// [`Subscription`](crate::Subscription)) and the messages around it are delivered as usual.
+    #[error("message #{seq} could not be decoded: {reason}")]
+    Undecodable {
+        /// The message's sequence number.
+        seq: Seq,
+        /// What the JSON decoder said.
+        reason: String,
+    },
     /// The server sent something this client does not understand.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
@@ -70,7 +95,27 @@ pub enum Error {
     InvalidUrl(String),
 }
 
+/// An error's message followed by its sources', each left out when the text so far already
+/// says it (many errors repeat their source in their own message).
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl Error {
+    /// A failed attempt to connect to `url`.
+    pub(crate) fn connect(url: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Connect { url: url.into(), source: Arc::new(source) }
+    }
+
     /// Builds the variant for a server error code.
     pub fn from_code(code: ErrorCode, message: impl Into<String>) -> Error {
         let message = message.into();
@@ -109,6 +154,7 @@ impl Error {
                 | Error::Io(_)
                 | Error::WebSocket(_)
                 | Error::Http(_)
+                | Error::Connect { .. }
                 | Error::Timeout
                 | Error::Closed
         )
@@ -155,6 +201,10 @@ impl From<std::io::Error> for Error {
 
 impl From<reqwest::Error> for Error {
     fn from(e: reqwest::Error) -> Self {
+        if e.is_connect() {
+            let url = e.url().map_or_else(|| "the server".to_owned(), |url| url.to_string());
+            return Error::connect(url, e);
+        }
         if e.is_timeout() {
             return Error::Timeout;
         }
@@ -203,6 +253,33 @@ mod tests {
         assert!(matches!(Error::from_http(503, b"upstream down"), Error::Internal(m) if m.contains("upstream down")));
         assert!(Error::from_http(503, b"").is_transient());
         assert!(matches!(Error::from_http(302, b""), Error::InvalidResponse(_)));
+    }
+
+    /// Says only what it was doing, like reqwest's errors; the cause is its source.
+    #[derive(Debug)]
+    struct Sending(std::io::Error);
+
+    impl std::fmt::Display for Sending {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("error sending request")
+        }
+    }
+
+    impl std::error::Error for Sending {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn messages_include_their_sources_once() {
+        let refused = Error::connect("ws://h/x", std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused"));
+        assert_eq!(refused.to_string(), "cannot connect to ws://h/x: refused");
+        assert!(refused.is_transient());
+        let reset = Error::connect("http://h/y", Sending(std::io::Error::other("connection reset")));
+        assert_eq!(reset.to_string(), "cannot connect to http://h/y: error sending request: connection reset");
+        let io = Error::from(std::io::Error::other("disk on fire"));
+        assert_eq!(io.to_string(), "I/O error: disk on fire", "a source already in the message is not repeated");
     }
 
     #[test]

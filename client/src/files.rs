@@ -7,7 +7,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE};
 use reqwest::{Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
+use std::io;
 use std::ops::{Range, RangeFrom, RangeInclusive};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
@@ -214,6 +216,16 @@ impl Client {
         Ok(Download { meta, range: content_range.map(|(start, end, _)| (start, end)), written })
     }
 
+    /// Downloads a file (or a range of it) to `path`, replacing what is there only once the
+    /// whole body has arrived (see [`AtomicFile`]): on any failure, or if the future is dropped,
+    /// an existing file is left as it was and no partial file remains.
+    pub async fn get_file_to_path(&self, key: &str, path: impl AsRef<Path>, range: Option<ByteRange>) -> Result<Download> {
+        let mut file = AtomicFile::create(path).await?;
+        let download = self.get_file(key, file.writer(), range).await.map_err(|e| file.name_in(e))?;
+        file.commit().await?;
+        Ok(download)
+    }
+
     /// The file's metadata, without its content.
     pub async fn head_file(&self, key: &str) -> Result<FileMeta> {
         let request = self.inner.http.head(self.file_url(key)?).timeout(self.inner.settings.request_timeout);
@@ -261,6 +273,70 @@ impl Client {
         }
         Ok(endpoint(&self.inner.settings.http_base, ["v1", "files"].into_iter().chain(key.split('/'))))
     }
+}
+
+/// A file written in full before it replaces `path`: the bytes go to a temporary file in the
+/// same directory (so the final rename stays on one file system and is atomic), which
+/// [`commit`](AtomicFile::commit) syncs and renames over `path`. Dropped without a commit, the
+/// temporary file is removed and `path` is untouched.
+#[derive(Debug)]
+pub struct AtomicFile {
+    path: PathBuf,
+    temp: PathBuf,
+    file: tokio::fs::File,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file next to `path` (`.<name>.<random>.part`).
+    pub async fn create(path: impl AsRef<Path>) -> Result<AtomicFile> {
+        let path = path.as_ref().to_owned();
+        let name = path.file_name().ok_or_else(|| {
+            Error::from(io::Error::new(io::ErrorKind::InvalidInput, format!("{} does not name a file", path.display())))
+        })?;
+        let temp = path.with_file_name(format!(".{}.{:016x}.part", name.to_string_lossy(), rand::random::<u64>()));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .await
+            .map_err(|e| io_error(format!("cannot create {}", temp.display()), e))?;
+        Ok(AtomicFile { path, temp, file })
+    }
+
+    /// Where the bytes go until the commit.
+    pub fn writer(&mut self) -> &mut tokio::fs::File {
+        &mut self.file
+    }
+
+    /// Flushes, syncs and renames the temporary file over the target path.
+    pub async fn commit(mut self) -> Result<()> {
+        let written = async {
+            self.file.flush().await?;
+            self.file.sync_all().await?;
+            tokio::fs::rename(&self.temp, &self.path).await
+        };
+        written.await.map_err(|e| io_error(format!("cannot write {}", self.path.display()), e))
+    }
+
+    /// Names the target path in a local I/O error (the writer's errors do not know it).
+    fn name_in(&self, error: Error) -> Error {
+        match error {
+            Error::Io(e) => io_error(format!("cannot write {}", self.path.display()), io::Error::new(e.kind(), e.to_string())),
+            other => other,
+        }
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        // After a commit the temporary file is gone and this fails harmlessly.
+        let _ = std::fs::remove_file(&self.temp);
+    }
+}
+
+/// An I/O error whose message says what was being done, and to which path.
+fn io_error(context: String, e: io::Error) -> Error {
+    Error::from(io::Error::new(e.kind(), format!("{context}: {e}")))
 }
 
 /// A body of unknown length copied to a temporary file, deleted on drop.
@@ -336,6 +412,46 @@ mod tests {
         assert_eq!(parse_content_range("bytes 0-99/1000"), Some((0, 99, 1000)));
         assert_eq!(parse_content_range("bytes */1000"), None);
         assert_eq!(parse_content_range("items 0-1/2"), None);
+    }
+
+    fn names_in(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn atomic_files_replace_the_target_only_on_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.txt");
+        std::fs::write(&target, "old").unwrap();
+
+        let mut abandoned = AtomicFile::create(&target).await.unwrap();
+        abandoned.writer().write_all(b"half").await.unwrap();
+        assert_eq!(names_in(dir.path()).len(), 2, "the temporary file sits next to the target");
+        drop(abandoned);
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+        assert_eq!(names_in(dir.path()), ["out.txt"]);
+
+        let mut replacement = AtomicFile::create(&target).await.unwrap();
+        replacement.writer().write_all(b"new").await.unwrap();
+        replacement.commit().await.unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        assert_eq!(names_in(dir.path()), ["out.txt"]);
+    }
+
+    #[tokio::test]
+    async fn atomic_file_errors_name_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing_dir = dir.path().join("nope/out.txt");
+        let e = AtomicFile::create(&missing_dir).await.unwrap_err();
+        assert!(e.to_string().contains(&dir.path().join("nope").display().to_string()), "{e}");
+        let directory = dir.path().join("sub");
+        std::fs::create_dir(&directory).unwrap();
+        let e = AtomicFile::create(&directory).await.unwrap().commit().await.unwrap_err();
+        assert!(e.to_string().contains(&format!("cannot write {}", directory.display())), "{e}");
+        assert_eq!(names_in(dir.path()), ["sub"], "no temporary file is left");
     }
 
     #[test]

@@ -12,11 +12,11 @@
 //!   [`get_file`](Client::get_file), ...) use HTTP and stream their bodies.
 //!
 //! ```no_run
-//! use durable_stream_client::{AckMode, Client, StartPosition, SubscribeOptions};
+//! use durable_stream_client::{AckMode, Client, Error, StartPosition, SubscribeOptions};
 //! use futures_util::StreamExt;
 //! use serde_json::json;
 //!
-//! # async fn example() -> Result<(), durable_stream_client::Error> {
+//! # async fn example() -> Result<(), Error> {
 //! let client = Client::connect("http://127.0.0.1:8787", "my-api-key").await?;
 //!
 //! let seq = client.publish("orders", json!({ "id": 1, "total": 9.5 })).await?;
@@ -27,8 +27,16 @@
 //!     .consumer("billing")
 //!     .ack(AckMode::Manual);
 //! let mut orders = client.subscribe("orders", options).await?;
-//! while let Some(message) = orders.next().await {
-//!     let message = message?;
+//! while let Some(item) = orders.next().await {
+//!     let message = match item {
+//!         Ok(message) => message,
+//!         // Data this client cannot decode: reported in its place, counted as consumed.
+//!         Err(Error::Undecodable { seq, reason }) => {
+//!             eprintln!("skipping #{seq}: {reason}");
+//!             continue;
+//!         }
+//!         Err(e) => return Err(e),
+//!     };
 //!     println!("#{} {}", message.seq, message.data);
 //!     message.ack();
 //! }
@@ -45,6 +53,7 @@ mod connection;
 mod cursor;
 mod error;
 mod files;
+mod frames;
 mod requests;
 mod subscription;
 
@@ -54,7 +63,7 @@ pub use connection::ConnectionEvent;
 pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
 pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
-pub use files::{ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.

@@ -7,7 +7,7 @@
 
 use crate::connection::{close_reason, ConnectionEvent, Settings, Socket};
 use crate::error::{Error, Result};
-use durable_stream_protocol::frame::ServerFrame;
+use crate::frames::{self, Incoming, Reply};
 use durable_stream_protocol::RequestId;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
@@ -16,9 +16,6 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
-
-/// The fields of a successful reply (`op` and `id` removed).
-pub(crate) type Reply = Map<String, Value>;
 
 /// Whether a request may be sent again after the connection dropped before its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +63,8 @@ impl RequestConnection {
 struct Pending {
     text: String,
     resend: Resend,
+    /// Whether it went out on some connection (else its failure is the failed connect).
+    sent: bool,
     deadline: Instant,
     reply: oneshot::Sender<Result<Reply>>,
 }
@@ -172,10 +171,11 @@ impl Multiplexer {
 
     /// Uses an open socket until it drops or there is nothing left to do.
     async fn serve(&mut self, mut socket: Socket) {
-        for pending in self.pending.values() {
+        for pending in self.pending.values_mut() {
             if let Err(e) = socket.feed(WsMessage::text(pending.text.clone())).await {
                 return self.disconnected(e.to_string());
             }
+            pending.sent = true;
         }
         if let Err(e) = socket.flush().await {
             return self.disconnected(e.to_string());
@@ -189,9 +189,12 @@ impl Multiplexer {
             tokio::select! {
                 request = self.inbox.recv(), if self.inbox_open => match request {
                     Some(request) => {
-                        if let Some(text) = self.enqueue(request) {
+                        if let Some((id, text)) = self.enqueue(request) {
                             if let Err(e) = socket.send(WsMessage::text(text)).await {
                                 return self.disconnected(e.to_string());
+                            }
+                            if let Some(pending) = self.pending.get_mut(&id) {
+                                pending.sent = true;
                             }
                         }
                     }
@@ -209,8 +212,9 @@ impl Multiplexer {
         }
     }
 
-    /// Registers a request; returns the text to send, or None if it was refused locally.
-    fn enqueue(&mut self, request: Request) -> Option<String> {
+    /// Registers a request; returns its id and the text to send, or None if it was refused
+    /// locally.
+    fn enqueue(&mut self, request: Request) -> Option<(u64, String)> {
         let id = self.next_id;
         self.next_id += 1;
         let mut frame = request.frame;
@@ -227,15 +231,16 @@ impl Multiplexer {
             return None;
         }
         let deadline = Instant::now() + self.settings.request_timeout;
-        self.pending.insert(id, Pending { text: text.clone(), resend: request.resend, deadline, reply: request.reply });
-        Some(text)
+        self.pending
+            .insert(id, Pending { text: text.clone(), resend: request.resend, sent: false, deadline, reply: request.reply });
+        Some((id, text))
     }
 
     fn on_frame(&mut self, text: &str) {
-        let (id, outcome) = match ServerFrame::parse(text) {
-            Ok(ServerFrame::Ok { id: Some(id), fields }) => (id, Ok(fields)),
-            Ok(ServerFrame::Err { id: Some(id), code, message }) => (id, Err(Error::from_code(code, message))),
-            // hello, and errors the server could not attribute to a request: nothing to answer.
+        let (id, outcome) = match frames::decode(text) {
+            Ok(Incoming::Reply { id: Some(id), outcome }) => (id, outcome),
+            // hello, errors the server could not attribute to a request, and frames whose id
+            // cannot be read: nothing to answer (the request times out).
             _ => return,
         };
         let RequestId::Number(number) = id else { return };
@@ -254,8 +259,10 @@ impl Multiplexer {
             if entry.get().deadline > now {
                 break;
             }
-            let error = match &self.connect_error {
-                Some(e @ (Error::RateLimited(_) | Error::Internal(_))) => e.clone(),
+            let error = match (&self.connect_error, entry.get().sent) {
+                // Never sent, so certainly not applied: the failed connection is the reason.
+                (Some(e), false) => e.clone(),
+                (Some(e @ (Error::RateLimited(_) | Error::Internal(_))), true) => e.clone(),
                 _ => Error::Timeout,
             };
             let _ = entry.remove().reply.send(Err(error));
@@ -414,7 +421,34 @@ mod tests {
         socket.send(WsMessage::text(r#"{"op":"future-op"}"#)).await.unwrap();
         assert!(matches!(ignored.await.unwrap(), Err(Error::Timeout)));
 
+        // A reply this client cannot decode still answers its request, as an error.
+        let undecodable = {
+            let connection = connection.clone();
+            tokio::spawn(async move { connection.call(publish(3, "c"), Resend::Safe).await })
+        };
+        let frame = read_frame(&mut socket).await;
+        socket.send(WsMessage::text(format!(r#"{{"op":"ok","id":{},"seq":1e400}}"#, frame["id"]))).await.unwrap();
+        assert!(matches!(undecodable.await.unwrap(), Err(Error::InvalidResponse(m)) if m.contains("`seq`")));
+
         let big = json!({ "op": "pub", "data": "x".repeat(2000) }).as_object().unwrap().clone();
         assert!(matches!(connection.call(big, Resend::Safe).await, Err(Error::TooLarge(_))));
+    }
+
+    #[tokio::test]
+    async fn requests_that_never_got_a_connection_fail_with_its_cause_and_url() {
+        let (server, settings) = FakeServer::start(Duration::from_millis(300)).await;
+        let port = server.listener.local_addr().unwrap().port();
+        drop(server); // nothing listens on the port any more
+        let patient = RequestConnection::spawn(settings.clone(), "s".into());
+        let limited = Settings { backoff: Backoff { max_attempts: Some(2), ..settings.backoff.clone() }, ..(*settings).clone() };
+        let impatient = RequestConnection::spawn(Arc::new(limited), "s".into());
+        for connection in [patient, impatient] {
+            let Err(Error::Connect { url, source }) = connection.call(publish(1, "a"), Resend::Safe).await else {
+                panic!("expected a connect error")
+            };
+            assert_eq!(url, format!("ws://127.0.0.1:{port}/v1/stream/s"));
+            let io = source.downcast_ref::<std::io::Error>().expect("the cause is the socket's error");
+            assert_eq!(io.kind(), std::io::ErrorKind::ConnectionRefused);
+        }
     }
 }

@@ -5,13 +5,13 @@
 use crate::connection::{close_reason, ConnectionEvent, Hello, Settings, Socket};
 use crate::cursor::{cursor_key, Cursor, CursorStore};
 use crate::error::{Error, Result};
-use durable_stream_protocol::frame::{Message as WireMessage, ServerFrame};
+use crate::frames::{self, Incoming, Received};
 use durable_stream_protocol::{RequestId, Seq, StartPosition};
 use futures_core::Stream;
 use futures_util::{SinkExt, StreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -179,6 +179,9 @@ pub(crate) struct Progress {
     generation: u64,
     /// The position last written to the cursor store.
     saved: Option<Cursor>,
+    /// Manual mode: yielded messages that could not be decoded, so the application cannot
+    /// acknowledge them; each counts as acknowledged once everything before it is.
+    undecodable: BTreeSet<Seq>,
 }
 
 impl Progress {
@@ -192,6 +195,7 @@ impl Progress {
             epoch: None,
             generation: 0,
             saved: None,
+            undecodable: BTreeSet::new(),
         };
         if let Some(cursor) = cursor {
             progress.positioned = true;
@@ -219,6 +223,7 @@ impl Progress {
         self.positioned = true;
         self.acked = self.acked.max(before);
         self.yielded = self.yielded.max(before);
+        self.pass_undecodable();
     }
 
     /// Whether to yield a received message, and with which `redelivered` flag. Never yields a
@@ -244,15 +249,40 @@ impl Progress {
         let seq = seq.min(self.yielded);
         if self.mode == AckMode::Manual && seq > self.acked {
             self.acked = seq;
+            self.pass_undecodable();
             return true;
         }
         false
+    }
+
+    /// Message `seq`, just admitted, could not be decoded. In manual mode the application has
+    /// no message to acknowledge, so it counts as acknowledged as soon as everything before it
+    /// is (acks are cumulative: acking it now would acknowledge earlier messages too). Returns
+    /// whether the position moved.
+    pub fn admitted_undecodable(&mut self, seq: Seq) -> bool {
+        if self.mode == AckMode::Auto || seq <= self.acked {
+            return false;
+        }
+        self.undecodable.insert(seq);
+        let before = self.acked;
+        self.pass_undecodable();
+        self.acked > before
+    }
+
+    /// Moves the position over undecodable messages right after it.
+    fn pass_undecodable(&mut self) {
+        while self.undecodable.remove(&(self.acked + 1)) {
+            self.acked += 1;
+        }
+        let acked = self.acked;
+        self.undecodable.retain(|&seq| seq > acked);
     }
 
     /// The server gave up on `first..=last` (max deliveries without an ack): move past them.
     pub fn skipped(&mut self, last: Seq) {
         self.acked = self.acked.max(last);
         self.yielded = self.yielded.max(last);
+        self.pass_undecodable();
     }
 
     /// Checks the epoch a connection reports against the one seen before. On a change,
@@ -264,6 +294,7 @@ impl Progress {
                     return Err(Error::EpochChanged { previous: known.clone(), current: epoch.to_owned() })
                 }
                 OnEpochChange::RestartFromFirst => {
+                    self.undecodable.clear();
                     self.positioned = false;
                     self.initial_from = Some(StartPosition::First);
                     self.acked = 0;
@@ -320,7 +351,7 @@ impl Shared {
 
 /// What the task hands to the stream, in order.
 enum Delivery {
-    Messages { generation: u64, messages: Vec<WireMessage> },
+    Messages { generation: u64, messages: Vec<Received> },
     Skipped { generation: u64, last: Seq },
     Failed(Error),
 }
@@ -331,14 +362,24 @@ enum Delivery {
 /// the last consumed message, yielding each sequence once (manual-mode redeliveries aside). The
 /// stream yields an error and ends when the server refuses the subscription, when reconnecting
 /// gives up (see [`Backoff::max_attempts`](crate::Backoff::max_attempts)), or on an epoch change
-/// with [`OnEpochChange::Error`]. A failed cursor save is yielded as an error too, but the
-/// stream goes on. Dropping it closes the connection; [`Subscription::close`] also waits until
-/// the socket is closed and the cursor saved.
+/// with [`OnEpochChange::Error`].
+///
+/// Some errors are yielded while the stream goes on:
+/// * [`Error::Undecodable`] for a message whose data this client cannot decode. It takes the
+///   message's place in the sequence and counts as consumed: in auto mode it is acknowledged
+///   like any message; in manual mode it is acknowledged once every message before it is, so it
+///   never holds up the window, redelivery or a saved cursor.
+/// * [`Error::InvalidResponse`] for a frame that cannot be read at all (its messages are lost
+///   to this subscription; the ones after it are delivered as usual).
+/// * A failed cursor save ([`Error::Io`]): the server-side position is intact.
+///
+/// Dropping it closes the connection; [`Subscription::close`] also waits until the socket is
+/// closed and the cursor saved.
 pub struct Subscription {
     subject: String,
     shared: Arc<Shared>,
     deliveries: mpsc::Receiver<Delivery>,
-    buffer: VecDeque<(u64, WireMessage)>,
+    buffer: VecDeque<(u64, Received)>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -374,14 +415,8 @@ impl Subscription {
         self.shared.save_cursor()
     }
 
-    fn to_message(&self, generation: u64, wire: WireMessage, redelivered: bool) -> Message {
-        Message {
-            seq: wire.seq,
-            ts: wire.ts,
-            data: wire.data,
-            redelivered,
-            acker: Acker { shared: self.shared.clone(), generation },
-        }
+    fn to_message(&self, generation: u64, seq: Seq, ts: u64, data: Value, redelivered: bool) -> Message {
+        Message { seq, ts, data, redelivered, acker: Acker { shared: self.shared.clone(), generation } }
     }
 }
 
@@ -390,22 +425,29 @@ impl Stream for Subscription {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
-            if let Some((generation, wire)) = self.buffer.pop_front() {
-                let admitted = {
+            if let Some((generation, received)) = self.buffer.pop_front() {
+                let (admitted, ack_moved) = {
                     let mut progress = self.shared.progress();
                     if progress.generation != generation {
                         continue;
                     }
-                    let admitted = progress.admit(wire.seq, wire.redelivered);
-                    (admitted, progress.mode)
+                    let admitted = progress.admit(received.seq, received.redelivered);
+                    let ack_moved = match (admitted, &received.data) {
+                        (None, _) => false,
+                        (Some(_), Ok(_)) => progress.mode == AckMode::Auto,
+                        (Some(_), Err(_)) => progress.mode == AckMode::Auto || progress.admitted_undecodable(received.seq),
+                    };
+                    (admitted, ack_moved)
                 };
-                if let (Some(redelivered), mode) = admitted {
-                    if mode == AckMode::Auto {
-                        self.shared.ack_wakeup.notify_one();
-                    }
-                    return Poll::Ready(Some(Ok(self.to_message(generation, wire, redelivered))));
+                let Some(redelivered) = admitted else { continue };
+                if ack_moved {
+                    self.shared.ack_wakeup.notify_one();
                 }
-                continue;
+                let Received { seq, ts, data, .. } = received;
+                return Poll::Ready(Some(match data {
+                    Ok(data) => Ok(self.to_message(generation, seq, ts, data, redelivered)),
+                    Err(reason) => Err(Error::Undecodable { seq, reason }),
+                }));
             }
             match self.deliveries.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -501,7 +543,7 @@ pub(crate) async fn subscribe(settings: Arc<Settings>, subject: &str, options: S
 }
 
 impl Subscriber {
-    async fn run(self, mut socket: Socket, mut early: Vec<WireMessage>) {
+    async fn run(self, mut socket: Socket, mut early: Vec<Received>) {
         let mut failures = 0u32;
         loop {
             let (acked, mode) = {
@@ -552,7 +594,7 @@ impl Subscriber {
 
     /// Connects, checks the epoch, and subscribes from the current position. Returns the open
     /// socket and any messages that arrived with the subscription's reply.
-    async fn establish(&self) -> Result<(Socket, Vec<WireMessage>)> {
+    async fn establish(&self) -> Result<(Socket, Vec<Received>)> {
         let (mut socket, Hello { epoch, .. }) = self.settings.open(&self.subject).await?;
         let from = {
             let mut progress = self.shared.progress();
@@ -578,7 +620,7 @@ impl Subscriber {
         Ok((socket, early))
     }
 
-    async fn await_subscribed(socket: &mut Socket) -> Result<(Seq, Vec<WireMessage>)> {
+    async fn await_subscribed(socket: &mut Socket) -> Result<(Seq, Vec<Received>)> {
         let mut early = Vec::new();
         let is_sub = |id: &Option<RequestId>| matches!(id, Some(RequestId::Text(id)) if id == SUB_ID);
         loop {
@@ -589,23 +631,21 @@ impl Subscriber {
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(Error::Closed),
             };
-            match ServerFrame::parse(&text)? {
-                ServerFrame::Ok { id, fields } if is_sub(&id) => {
-                    let start = fields.get("from").and_then(Value::as_u64).ok_or_else(|| {
+            match frames::decode(&text)? {
+                Incoming::Reply { id, outcome } if is_sub(&id) => {
+                    let start = outcome?.get("from").and_then(Value::as_u64).ok_or_else(|| {
                         Error::InvalidResponse(format!("subscription reply without `from`: {text}"))
                     })?;
                     return Ok((start, early));
                 }
-                ServerFrame::Err { id, code, message } if is_sub(&id) => return Err(Error::from_code(code, message)),
-                ServerFrame::Msg(message) => early.push(message),
-                ServerFrame::Msgs { messages } => early.extend(messages),
+                Incoming::Messages(messages) => early.extend(messages),
                 _ => {}
             }
         }
     }
 
     /// Delivers messages and sends acks until the connection ends or the application stops.
-    async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<WireMessage>) -> Ended {
+    async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<Received>) -> Ended {
         let generation = self.shared.progress().generation;
         if !early.is_empty() {
             acks.received(&early);
@@ -631,17 +671,23 @@ impl Subscriber {
                 }
                 frame = socket.next() => {
                     let delivery = match frame {
-                        Some(Ok(WsMessage::Text(text))) => match ServerFrame::parse(&text) {
-                            Ok(ServerFrame::Msg(message)) => Some(vec![message]),
-                            Ok(ServerFrame::Msgs { messages }) => Some(messages),
-                            Ok(ServerFrame::Skipped { last, .. }) => {
+                        Some(Ok(WsMessage::Text(text))) => match frames::decode(&text) {
+                            Ok(Incoming::Messages(messages)) => Some(messages),
+                            Ok(Incoming::Skipped { last }) => {
                                 if self.deliver(Delivery::Skipped { generation, last }).await.is_err() {
                                     return Ended::Stopped;
                                 }
                                 None
                             }
                             // Replies to nothing we asked, and frames from newer servers.
-                            _ => None,
+                            Ok(_) => None,
+                            // Nothing in it can be delivered, but it must not pass unnoticed.
+                            Err(unreadable) => {
+                                if self.deliver(Delivery::Failed(unreadable)).await.is_err() {
+                                    return Ended::Stopped;
+                                }
+                                None
+                            }
                         },
                         Some(Ok(WsMessage::Close(frame))) => return Ended::Disconnected(close_reason(frame.as_ref())),
                         Some(Ok(_)) => None,
@@ -689,7 +735,7 @@ impl AckSender {
         AckSender { received: position, sent: position, batch: u64::from(window / 2).max(1), delay, due: None }
     }
 
-    fn received(&mut self, messages: &[WireMessage]) {
+    fn received(&mut self, messages: &[Received]) {
         if let Some(highest) = messages.iter().map(|m| m.seq).max() {
             self.received = self.received.max(highest);
         }
@@ -737,8 +783,8 @@ pub(crate) fn start_to_json(from: StartPosition) -> Value {
 mod tests {
     use super::*;
 
-    fn wire(seq: Seq) -> WireMessage {
-        WireMessage { seq, ts: 0, data: Value::Null, redelivered: false }
+    fn wire(seq: Seq) -> Received {
+        Received { seq, ts: 0, data: Ok(Value::Null), redelivered: false }
     }
 
     #[test]
@@ -794,6 +840,37 @@ mod tests {
         p.skipped(60);
         assert_eq!(p.resume_from(), Some(StartPosition::Seq(61)));
         assert_eq!(p.admit(60, true), None);
+    }
+
+    #[test]
+    fn undecodable_messages_count_as_acknowledged_once_everything_before_them_is() {
+        let mut p = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
+        p.subscribed(1);
+        for seq in 1..=3 {
+            p.admit(seq, false);
+        }
+        assert!(!p.admitted_undecodable(3), "1 and 2 are not acknowledged yet");
+        assert_eq!(p.acked, 0);
+        assert!(p.acknowledge(2));
+        assert_eq!(p.acked, 3, "acknowledging 2 passes the undecodable 3");
+        p.admit(4, false);
+        assert!(p.admitted_undecodable(4), "right after the position: passed at once");
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(5)));
+
+        let mut skipping = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
+        skipping.subscribed(1);
+        for seq in 1..=3 {
+            skipping.admit(seq, false);
+        }
+        skipping.admitted_undecodable(3);
+        skipping.skipped(2);
+        assert_eq!(skipping.acked, 3, "skipping past 2 passes the undecodable 3 too");
+
+        let mut auto = Progress::new(AckMode::Auto, Some(StartPosition::First), None);
+        auto.subscribed(1);
+        auto.admit(1, false);
+        assert!(!auto.admitted_undecodable(1), "auto mode acknowledged it when it was admitted");
+        assert_eq!(auto.acked, 1);
     }
 
     #[test]

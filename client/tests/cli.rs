@@ -3,15 +3,47 @@
 mod support;
 
 use serde_json::Value;
-use std::process::Output;
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+use support::mock::{refusing_url, PartialBody};
 use support::{unique_subject, Server, API_KEY};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 fn dstream(server: &Server, args: &[&str]) -> Command {
+    dstream_at(&server.url(), args)
+}
+
+/// `dstream ARGS` against the server at `url`, with the test API key.
+fn dstream_at(url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dstream"));
-    command.args(args).env("DSTREAM_URL", server.url()).env("DSTREAM_API_KEY", API_KEY).kill_on_drop(true);
+    command.args(args).env("DSTREAM_URL", url).env("DSTREAM_API_KEY", API_KEY).kill_on_drop(true);
     command
+}
+
+/// Runs a command that must fail: its exit status and its standard error.
+async fn failure(command: &mut Command) -> (Option<i32>, String) {
+    let output = command.output().await.unwrap();
+    assert!(!output.status.success(), "expected a failure; stdout: {}", String::from_utf8_lossy(&output.stdout));
+    (output.status.code(), String::from_utf8(output.stderr).unwrap())
+}
+
+/// The names in a directory, sorted.
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+/// Waits for `condition`, failing the test after a bound no working run comes near.
+async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 async fn run(server: &Server, args: &[&str]) -> Output {
@@ -36,11 +68,14 @@ async fn publish_subscribe_and_subject_commands() {
     let subject = unique_subject("cli");
     assert_eq!(ok(&server, &["pub", &subject, r#"{"n":1}"#]).await.trim(), "1");
 
-    let mut publisher = dstream(&server, &["pub", &subject, "-"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
+    let mut publisher =
+        dstream(&server, &["pub", &subject, "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut stdin = publisher.stdin.take().unwrap();
     stdin.write_all(b"2\n\n\"three\"\n{\"n\":4}\n").await.unwrap();
     drop(stdin);
-    assert!(publisher.wait().await.unwrap().success());
+    let published = publisher.wait_with_output().await.unwrap();
+    assert!(published.status.success());
+    assert_eq!(String::from_utf8_lossy(&published.stderr), "published 3 messages (seq 2–4)\n");
 
     let lines = ok(&server, &["sub", &subject, "--from", "first", "--count", "4", "--json"]).await;
     let messages: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -53,6 +88,9 @@ async fn publish_subscribe_and_subject_commands() {
 
     let info: Value = serde_json::from_str(&ok(&server, &["info", &subject]).await).unwrap();
     assert_eq!((info["last"].as_u64(), info["count"].as_u64()), (Some(4), Some(4)));
+    let fields: Vec<&str> = info.as_object().unwrap().keys().map(String::as_str).collect();
+    let documented = ["subject", "first", "last", "count", "bytes", "subscribers", "connections", "consumers", "epoch"];
+    assert!(documented.iter().all(|field| fields.contains(field)), "PROTOCOL.md's info fields, got {fields:?}");
     let trimmed: Value = serde_json::from_str(&ok(&server, &["trim", &subject, "2"]).await).unwrap();
     assert_eq!(trimmed["first"], 3);
 
@@ -105,14 +143,211 @@ async fn file_commands() {
 }
 
 #[tokio::test]
-async fn errors_exit_non_zero_with_the_reason() {
+async fn errors_exit_non_zero_with_the_reason_and_what_to_do() {
     let server = Server::start().await;
-    let output = dstream(&server, &["info", "x"]).env("DSTREAM_API_KEY", "wrong").output().await.unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("unauthorized"));
-    let output = run(&server, &["pub", "x", "{not json"]).await;
-    assert_eq!(output.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not valid JSON"));
+    for args in [&["info", "x"][..], &["files", "ls"]] {
+        let (code, stderr) = failure(dstream(&server, args).env("DSTREAM_API_KEY", "wrong")).await;
+        assert_eq!(code, Some(1));
+        assert!(stderr.starts_with("dstream: unauthorized: "), "{stderr}");
+        assert!(stderr.ends_with("— check the API key (DSTREAM_API_KEY or --api-key)\n"), "{stderr}");
+    }
+    let (code, stderr) = failure(dstream(&server, &["info", "x"]).env_remove("DSTREAM_API_KEY")).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, "dstream: no API key: set DSTREAM_API_KEY or pass --api-key (locally it is the API_KEY in .dev.vars)\n");
+
+    let (code, stderr) = failure(&mut dstream(&server, &["pub", "x", "{not json"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("dstream: the message is not valid JSON ("), "{stderr}");
+
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "put", "k", "./no-such-file"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("dstream: cannot read ./no-such-file: "), "{stderr}");
+
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "put", "k", "."])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, "dstream: cannot upload .: not a file\n");
+
+    let (code, stderr) = failure(&mut dstream_at("localhost:8787", &["info", "x"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("dstream: invalid URL: localhost:8787"), "{stderr}");
+    assert!(stderr.ends_with("e.g. http://127.0.0.1:8787\n"), "{stderr}");
+
+    let subject = unique_subject("cli-conflict");
+    ok(&server, &["state", "put", &subject, "1"]).await;
+    let (code, stderr) = failure(&mut dstream(&server, &["state", "put", &subject, "2", "--version", "0"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains(&format!("`dstream state get {subject}` shows the current state and version")), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_server_that_is_not_running_is_named_within_seconds() {
+    let url = refusing_url().await;
+    let port = url.rsplit(':').next().unwrap().to_owned();
+    let commands: [&[&str]; 9] = [
+        &["pub", "s", "1"],
+        &["info", "s"],
+        &["state", "get", "s"],
+        &["trim", "s", "1"],
+        &["sub", "s"],
+        &["bench", "--messages", "10"],
+        &["files", "ls"],
+        &["files", "get", "k"],
+        &["rm", "s", "--yes"],
+    ];
+    for args in commands {
+        let started = Instant::now();
+        let (code, stderr) = failure(&mut dstream_at(&url, args)).await;
+        let elapsed = started.elapsed();
+        assert_eq!(code, Some(1), "{args:?}");
+        let line = stderr.lines().last().unwrap_or_default();
+        assert!(line.starts_with("dstream: cannot connect to "), "{args:?}: {stderr}");
+        assert!(line.contains(&format!("://127.0.0.1:{port}/v1/")), "{args:?} names the URL tried: {stderr}");
+        assert!(line.ends_with(": connection refused — is the server running? (./scripts/dev.sh)"), "{args:?}: {stderr}");
+        // A bound on a failure path, far above the fraction of a second it takes.
+        assert!(elapsed < Duration::from_secs(15), "{args:?} took {elapsed:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_accepts_but_never_answers_is_given_up_on_within_the_timeout() {
+    // The kernel completes connections to a listening socket that nobody accepts from.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    for args in [&["info", "s", "--timeout", "2"][..], &["files", "ls", "--timeout", "2"]] {
+        let started = Instant::now();
+        let (code, stderr) = failure(&mut dstream_at(&url, args)).await;
+        assert_eq!(code, Some(1), "{args:?}");
+        assert!(stderr.contains(&url[7..]), "{args:?} names the server: {stderr}");
+        let waited = stderr.contains("no hello within the connect timeout of 2s") || stderr.contains(&format!("no reply from {url} within 2 s"));
+        assert!(waited, "{args:?} says what it waited for: {stderr}");
+        assert!(started.elapsed() < Duration::from_secs(15), "{args:?} took {:?}", started.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn a_closed_standard_output_ends_quietly() {
+    let server = Server::start().await;
+    let subject = unique_subject("cli-pipe");
+    for n in 1..=3 {
+        ok(&server, &["pub", &subject, &n.to_string()]).await;
+    }
+    for args in [&["info", &subject][..], &["sub", &subject, "--from", "first", "--count", "3"], &["completions", "bash"]] {
+        let mut child = dstream(&server, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        // Closing the reading end before anything is written: every write fails with EPIPE.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().await.unwrap();
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(output.stderr.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+}
+
+#[tokio::test]
+async fn rm_needs_yes_and_starts_a_new_epoch() {
+    let server = Server::start().await;
+    let subject = unique_subject("cli-rm");
+    ok(&server, &["pub", &subject, "1"]).await;
+    let before: Value = serde_json::from_str(&ok(&server, &["info", &subject]).await).unwrap();
+
+    let (code, stderr) = failure(&mut dstream(&server, &["rm", &subject])).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot be undone; add --yes to confirm"), "{stderr}");
+    let unchanged: Value = serde_json::from_str(&ok(&server, &["info", &subject]).await).unwrap();
+    assert_eq!((unchanged["count"].as_u64(), &unchanged["epoch"]), (Some(1), &before["epoch"]));
+
+    let removed: Value = serde_json::from_str(&ok(&server, &["rm", &subject, "--yes"]).await).unwrap();
+    assert_eq!(removed["deleted"], true);
+    assert_ne!(removed["epoch"], before["epoch"]);
+    let after: Value = serde_json::from_str(&ok(&server, &["info", &subject]).await).unwrap();
+    assert_eq!((after["count"].as_u64(), after["last"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(after["epoch"], removed["epoch"]);
+    ok(&server, &["rm", &subject, "-y"]).await;
+}
+
+#[tokio::test]
+async fn completion_scripts_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_dstream")).args(["completions", shell]).output().await.unwrap();
+        assert!(output.status.success(), "{shell}");
+        let script = String::from_utf8(output.stdout).unwrap();
+        for subcommand in ["pub", "sub", "info", "rm", "files", "completions"] {
+            assert!(script.contains(subcommand), "{shell} script mentions {subcommand}");
+        }
+        if shell == "bash" {
+            let mut check = Command::new("bash").arg("-n").stdin(Stdio::piped()).spawn().unwrap();
+            check.stdin.take().unwrap().write_all(script.as_bytes()).await.unwrap();
+            assert!(check.wait().await.unwrap().success(), "bash -n accepts the script");
+        }
+    }
+}
+
+#[tokio::test]
+async fn failed_downloads_leave_an_existing_file_untouched() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("existing.txt");
+    let target_arg = target.to_str().unwrap();
+    std::fs::write(&target, "precious").unwrap();
+    let untouched = || {
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        assert_eq!(names_in(dir.path()), ["existing.txt"], "no temporary file is left");
+    };
+    let key = format!("{}/file.txt", unique_subject("cli-get"));
+
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, target_arg])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with(&format!("dstream: not found: no file {key:?}")), "{stderr}");
+    untouched();
+
+    let fresh = dir.path().join("fresh.txt");
+    failure(&mut dstream(&server, &["files", "get", &key, fresh.to_str().unwrap()])).await;
+    assert!(!fresh.exists(), "a failed download creates no file");
+    untouched();
+
+    let (code, _) = failure(&mut dstream_at(&refusing_url().await, &["files", "get", &key, target_arg])).await;
+    assert_eq!(code, Some(1));
+    untouched();
+
+    let cut_off = PartialBody::start(100_000, 1000, true).await;
+    let (code, stderr) = failure(&mut dstream_at(&cut_off.url(), &["files", "get", "k", target_arg])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with("dstream: HTTP error: "), "the cause is named: {stderr}");
+    untouched();
+
+    let source = dir.path().join("source.txt");
+    std::fs::write(&source, "replacement").unwrap();
+    ok(&server, &["files", "put", &key, source.to_str().unwrap()]).await;
+    std::fs::remove_file(&source).unwrap();
+    ok(&server, &["files", "get", &key, target_arg]).await;
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "replacement");
+    assert_eq!(names_in(dir.path()), ["existing.txt"]);
+}
+
+#[tokio::test]
+async fn an_interrupted_download_leaves_an_existing_file_untouched() {
+    let stalled = PartialBody::start(100_000, 1000, false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("existing.txt");
+    std::fs::write(&target, "precious").unwrap();
+    let child = dstream_at(&stalled.url(), &["files", "get", "k", target.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Body bytes in the temporary file mean the download (and with it the Ctrl-C handler) runs.
+    wait_until("part of the body in a temporary file", || {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|entry| entry.file_name() != "existing.txt" && entry.metadata().is_ok_and(|m| m.len() > 0))
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
+    let output = child.wait_with_output().await.unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(stderr, format!("dstream: interrupted; {} was left as it was\n", target.display()));
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+    assert_eq!(names_in(dir.path()), ["existing.txt"]);
 }
 
 #[tokio::test]
@@ -132,4 +367,80 @@ async fn bench_prints_a_markdown_table() {
     assert!(rows[3].contains("| 100 |"), "fan-out delivered 50 to each of 2: {table}");
     assert!(rows[4].contains("| 1000 |"), "whole backlog replayed: {table}");
     assert!(table.contains("p99"));
+}
+
+#[tokio::test]
+async fn sub_says_when_it_lost_the_server_and_goes_on_when_it_is_back() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut server = Server::start().await;
+    let subject = unique_subject("cli-outage");
+    ok(&server, &["pub", &subject, "1"]).await;
+    let mut child = dstream(&server, &["sub", &subject, "--from", "first", "--count", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let patience = Duration::from_secs(60);
+    let first = tokio::time::timeout(patience, stdout.next_line()).await.expect("the first message in time");
+    assert_eq!(first.unwrap().as_deref(), Some("#1 1"));
+
+    server.stop().await;
+    let notice = tokio::time::timeout(patience, stderr.next_line()).await.expect("a notice in time").unwrap().unwrap();
+    assert!(notice.starts_with("dstream: ") && notice.contains("; reconnecting in "), "{notice}");
+
+    server.restart().await;
+    ok(&server, &["pub", &subject, "2"]).await;
+    let second = tokio::time::timeout(patience, stdout.next_line()).await.expect("the second message in time");
+    assert_eq!(second.unwrap().as_deref(), Some("#2 2"));
+    let mut notices = Vec::new();
+    while let Some(line) = tokio::time::timeout(patience, stderr.next_line()).await.expect("stderr ends").unwrap() {
+        notices.push(line);
+    }
+    assert_eq!(notices.last().map(String::as_str), Some("dstream: reconnected"), "{notices:?}");
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_from_standard_input_leaves_no_spooled_file() {
+    let server = refusing_url().await; // never reached: stdin is spooled before connecting
+    let spool = tempfile::tempdir().unwrap();
+    let mut child = dstream_at(&server, &["files", "put", "k", "-"])
+        .env("TMPDIR", spool.path())
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&[b'x'; 4096]).await.unwrap();
+    stdin.flush().await.unwrap();
+    // Spooled bytes mean the upload (and with it the Ctrl-C handler) runs; stdin stays open.
+    wait_until("standard input spooled to a temporary file", || {
+        std::fs::read_dir(spool.path()).unwrap().filter_map(Result::ok).any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    })
+    .await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
+    // Standard input is still open: the command must not wait for more of it.
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").unwrap();
+    assert_eq!(output.status.code(), Some(130));
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "dstream: interrupted; the upload was abandoned\n");
+    assert!(names_in(spool.path()).is_empty(), "{:?}", names_in(spool.path()));
+    drop(stdin);
+}
+
+#[tokio::test]
+async fn publishing_standard_input_fails_at_once_while_more_input_may_come() {
+    let url = refusing_url().await;
+    let mut child = dstream_at(&url, &["pub", "s", "-"]).stdin(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"1\n").await.unwrap();
+    stdin.flush().await.unwrap();
+    // Standard input stays open, as at a terminal: the failure must not wait for another line.
+    let output = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await.expect("exits").unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.ends_with("connection refused — is the server running? (./scripts/dev.sh)\n"), "{stderr}");
+    drop(stdin);
 }

@@ -135,3 +135,25 @@ async fn large_uploads_stream_in_both_directions() {
     assert_eq!((download.written, checker.position, checker.mismatches), (LEN, LEN, 0));
     assert_eq!(client.head_file(&key).await.unwrap().size, LEN);
 }
+
+#[tokio::test]
+async fn downloads_to_a_path_replace_it_only_when_complete() {
+    let server = Server::start().await;
+    let client = client(&server).await;
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("existing.bin");
+    std::fs::write(&target, "precious").unwrap();
+    let key = format!("{}/file.bin", unique_subject("to-path"));
+
+    let missing = client.get_file_to_path(&key, &target, None).await;
+    assert!(matches!(missing, Err(Error::NotFound(_))), "{missing:?}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+
+    let body = pattern(50_000);
+    client.put_file(&key, std::io::Cursor::new(body.clone()), "application/octet-stream", Some(50_000)).await.unwrap();
+    let download = client.get_file_to_path(&key, &target, Some(ByteRange::From(100))).await.unwrap();
+    assert_eq!(download.written, 49_900);
+    assert_eq!(std::fs::read(&target).unwrap(), body[100..]);
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["existing.bin"], "no temporary file is left");
+}

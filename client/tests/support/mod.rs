@@ -5,6 +5,8 @@
 //! keep one URL. Missing prerequisites fail the test with instructions: nothing is skipped.
 #![allow(dead_code)] // Each test binary uses a different part of this module.
 
+pub mod mock;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

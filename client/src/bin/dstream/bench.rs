@@ -221,7 +221,8 @@ impl Feed {
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-pub async fn run(client: &Client, args: BenchArgs) -> Result<(), Error> {
+/// Runs every phase and returns the results as a Markdown table.
+pub async fn run(client: &Client, args: BenchArgs) -> Result<String, Error> {
     let floor = args.floor.as_deref().map(Floor::new).transpose()?;
     let prefix = format!("{}-{:08x}", args.subject, rand::random::<u32>());
     let limit = Duration::from_secs(args.time_limit.max(1));
@@ -284,8 +285,7 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<(), Error> {
             let _ = client.delete_subject(subject).await;
         }
     }
-    print!("{}", table(&rows));
-    Ok(())
+    Ok(table(&rows))
 }
 
 /// Single publishes, `--window` in flight.

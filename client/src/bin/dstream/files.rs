@@ -1,10 +1,12 @@
 //! `dstream files ...`: transfers with a progress bar on a terminal.
 
+use crate::{out, stdout_failure, Failure};
 use clap::Subcommand;
-use durable_stream_client::{ByteRange, Client, Error, ListFiles};
+use durable_stream_client::{AtomicFile, ByteRange, Client, Error, ListFiles};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::future::Future;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum FilesCommand {
@@ -77,17 +79,25 @@ fn progress(len: Option<u64>) -> ProgressBar {
     bar
 }
 
-pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Error> {
+pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Failure> {
     match command {
         FilesCommand::Put { key, path, content_type } => {
             let upload = if path.as_os_str() == "-" {
                 let bar = progress(None);
-                let upload = client.put_file(&key, bar.wrap_async_read(tokio::io::stdin()), &content_type, None).await;
+                // Standard input is spooled to a temporary file first (to learn its size);
+                // dropping the upload on Ctrl-C removes it.
+                let upload = client.put_file(&key, bar.wrap_async_read(tokio::io::stdin()), &content_type, None);
+                let upload = unless_interrupted(upload, "; the upload was abandoned".into()).await;
                 bar.finish_and_clear();
-                upload?
+                upload??
             } else {
-                let file = tokio::fs::File::open(&path).await?;
-                let len = file.metadata().await?.len();
+                let cannot_read = |e: std::io::Error| Failure::Local(format!("cannot read {}: {e}", path.display()));
+                let file = tokio::fs::File::open(&path).await.map_err(cannot_read)?;
+                let metadata = file.metadata().await.map_err(cannot_read)?;
+                if !metadata.is_file() {
+                    return Err(Failure::Local(format!("cannot upload {}: not a file", path.display())));
+                }
+                let len = metadata.len();
                 let bar = progress(Some(len));
                 let upload = client.put_file(&key, bar.wrap_async_read(file), &content_type, Some(len)).await;
                 bar.finish_and_clear();
@@ -99,39 +109,73 @@ pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Error> {
         FilesCommand::Get { key, path, range } => {
             // The size is only needed for the bar, so ask for it only when the bar shows.
             let len = match range {
-                None if std::io::stderr().is_terminal() => Some(client.head_file(&key).await?.size),
+                None if std::io::stderr().is_terminal() => Some(client.head_file(&key).await.map_err(missing_file)?.size),
                 Some(ByteRange::Inclusive { start, end }) => Some(end - start + 1),
                 _ => None,
             };
             let bar = progress(len);
-            let download = match path.filter(|p| p.as_os_str() != "-") {
-                Some(path) => {
-                    let mut file = bar.wrap_async_write(tokio::fs::File::create(&path).await?);
-                    client.get_file(&key, &mut file, range).await
-                }
-                None => client.get_file(&key, &mut bar.wrap_async_write(tokio::io::stdout()), range).await,
+            let downloaded = match path.filter(|p| p.as_os_str() != "-") {
+                Some(path) => download_to(client, &key, &path, range, &bar).await,
+                None => match client.get_file(&key, &mut bar.wrap_async_write(tokio::io::stdout()), range).await {
+                    Ok(_) => Ok(()),
+                    Err(Error::Io(e)) => Err(stdout_failure(std::io::Error::new(e.kind(), e.to_string()))),
+                    Err(e) => Err(missing_file(e)),
+                },
             };
             bar.finish_and_clear();
-            download.map(drop)
+            downloaded
         }
         FilesCommand::Ls { prefix, delimiter, cursor, limit, json } => {
             let list = client.list_files(&ListFiles { prefix, delimiter, cursor, limit }).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&list).expect("listings serialize"));
-                return Ok(());
+                return out(serde_json::to_string_pretty(&list).expect("listings serialize"));
             }
             for prefix in &list.prefixes {
-                println!("{:>12}  {:<24}  {prefix}", "PRE", "");
+                out(format_args!("{:>12}  {:<24}  {prefix}", "PRE", ""))?;
             }
             for object in &list.objects {
-                println!("{:>12}  {:<24}  {}", object.size, object.uploaded.as_deref().unwrap_or("-"), object.key);
+                out(format_args!("{:>12}  {:<24}  {}", object.size, object.uploaded.as_deref().unwrap_or("-"), object.key))?;
             }
             if let (true, Some(cursor)) = (list.truncated, &list.cursor) {
                 eprintln!("more: --cursor {cursor}");
             }
             Ok(())
         }
-        FilesCommand::Rm { key } => client.delete_file(&key).await,
+        FilesCommand::Rm { key } => client.delete_file(&key).await.map_err(missing_file),
+    }
+}
+
+/// Downloads into `path` through a temporary file, so that a failed or interrupted download
+/// leaves whatever was at `path` as it was.
+async fn download_to(client: &Client, key: &str, path: &Path, range: Option<ByteRange>, bar: &ProgressBar) -> Result<(), Failure> {
+    let mut file = AtomicFile::create(path).await?;
+    let mut writer = bar.wrap_async_write(file.writer());
+    let download = client.get_file(key, &mut writer, range);
+    // On Ctrl-C, returning drops `file`, which removes the temporary file.
+    let finished = unless_interrupted(download, format!("; {} was left as it was", path.display())).await?;
+    drop(writer);
+    match finished {
+        Ok(_) => Ok(file.commit().await?),
+        // Local I/O errors come from writing the file, which they do not name.
+        Err(Error::Io(e)) => Err(Failure::Local(format!("cannot write {}: {e}", path.display()))),
+        Err(e) => Err(missing_file(e)),
+    }
+}
+
+/// Runs `work` to the end, or stops it on Ctrl-C (dropping it, so that it cleans up after
+/// itself); `left` says what that left behind.
+async fn unless_interrupted<T>(work: impl Future<Output = T>, left: String) -> Result<T, Failure> {
+    tokio::select! {
+        done = work => Ok(done),
+        _ = tokio::signal::ctrl_c() => Err(Failure::Interrupted(left)),
+    }
+}
+
+/// Points at the listing when a file is not there.
+fn missing_file(e: Error) -> Failure {
+    match e {
+        Error::NotFound(message) => Failure::Local(format!("not found: {message} — `dstream files ls` lists the stored files")),
+        other => Failure::Client(other),
     }
 }
 

@@ -4,10 +4,14 @@
 mod bench;
 mod files;
 
-use clap::{Args, Parser, Subcommand};
-use durable_stream_client::{Client, Error, FileCursorStore, StartPosition, SubscribeOptions};
+use clap::{Args, CommandFactory, Parser, Subcommand};
+use durable_stream_client::{
+    cursor_key, Backoff, Client, ConnectionEvent, Error, FileCursorStore, StartPosition, SubscribeOptions,
+};
 use futures_util::{FutureExt, StreamExt};
 use serde_json::{json, Value};
+use std::fmt::Display;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,7 +24,7 @@ struct Cli {
     /// Server base URL.
     #[arg(long, env = "DSTREAM_URL", default_value = "http://127.0.0.1:8787", global = true)]
     url: String,
-    /// API key (sent as a bearer token).
+    /// API key (sent as a bearer token; locally the API_KEY in .dev.vars).
     #[arg(long, env = "DSTREAM_API_KEY", hide_env_values = true, global = true)]
     api_key: Option<String>,
     /// Seconds a request may wait for its reply.
@@ -47,6 +51,13 @@ enum Command {
     Info { subject: String },
     /// Delete every message up to and including UPTO.
     Trim { subject: String, upto: u64 },
+    /// Delete a subject: its messages, durable consumers and state (needs --yes).
+    Rm {
+        subject: String,
+        /// Confirm the deletion; it cannot be undone.
+        #[arg(short, long)]
+        yes: bool,
+    },
     /// Read or write a subject's state object.
     #[command(subcommand)]
     State(StateCommand),
@@ -55,6 +66,10 @@ enum Command {
     Files(files::FilesCommand),
     /// Measure publish, fan-out and replay throughput against a running server.
     Bench(bench::BenchArgs),
+    /// Print a shell completion script.
+    ///
+    /// For example: `dstream completions bash > ~/.local/share/bash-completion/completions/dstream`.
+    Completions { shell: clap_complete::Shell },
 }
 
 #[derive(Args)]
@@ -70,7 +85,7 @@ struct SubArgs {
     /// Print one JSON object per line: {"seq","ts","data","redelivered"}.
     #[arg(long)]
     json: bool,
-    /// Exit after this many messages.
+    /// Exit after this many messages (undecodable ones included).
     #[arg(long)]
     count: Option<u64>,
     /// Most unacknowledged messages in flight.
@@ -94,6 +109,40 @@ enum StateCommand {
     },
 }
 
+/// Why a command stopped, which decides what is printed and the exit status.
+pub enum Failure {
+    /// The server or the connection to it failed.
+    Client(Error),
+    /// Something local failed (a file, standard input); the message says what and where.
+    Local(String),
+    /// The command line needs changing (exit status 2, like clap's own usage errors).
+    Usage(String),
+    /// Standard output was closed by its reader (`dstream info x | head -1`): stop quietly.
+    OutputClosed,
+    /// Ctrl-C; the message says what was left in place.
+    Interrupted(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+/// Writes one line to standard output.
+pub fn out(line: impl Display) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}").and_then(|()| stdout.flush()).map_err(stdout_failure)
+}
+
+/// A failed write to standard output: a closed pipe ends the command quietly.
+pub fn stdout_failure(e: std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::BrokenPipe => Failure::OutputClosed,
+        _ => Failure::Local(format!("cannot write to standard output: {e}")),
+    }
+}
+
 fn parse_start(text: &str) -> Result<StartPosition, String> {
     match text {
         "first" => Ok(StartPosition::First),
@@ -103,63 +152,155 @@ fn parse_start(text: &str) -> Result<StartPosition, String> {
     }
 }
 
-fn parse_json(text: &str) -> Result<Value, Error> {
-    serde_json::from_str(text).map_err(|e| Error::BadRequest(format!("not valid JSON ({e}): {text}")))
+/// Parses a message or state given on the command line; `what` names it in the error.
+fn parse_json(text: &str, what: &str) -> Result<Value, Failure> {
+    serde_json::from_str(text).map_err(|e| Failure::Local(format!("{what} is not valid JSON ({e}): {text}")))
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
-        Ok(()) => ExitCode::SUCCESS,
+    let server = cli.url.clone();
+    let timeout = cli.timeout;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("dstream: {e}");
+            eprintln!("dstream: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(run(cli));
+    // A read of standard input may still be waiting on a blocking thread (Ctrl-C or a failure
+    // while `pub -` or `files put -` read it); an ordinary shutdown would wait for its next line.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+        Err(Failure::Client(e)) => {
+            eprintln!("dstream: {}", describe(&e, &server, timeout));
             ExitCode::FAILURE
+        }
+        Err(Failure::Local(message)) => {
+            eprintln!("dstream: {message}");
+            ExitCode::FAILURE
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("dstream: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Interrupted(message)) => {
+            eprintln!("dstream: interrupted{message}");
+            ExitCode::from(130)
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), Error> {
-    let mut builder = Client::builder(&cli.url).request_timeout(Duration::from_secs(cli.timeout.max(1)));
-    if let Some(key) = &cli.api_key {
-        builder = builder.api_key(key);
+/// The error's message (the client's messages include their whole source chain) and what to
+/// do about it.
+fn describe(e: &Error, server: &str, timeout: u64) -> String {
+    match e {
+        Error::Connect { url, source } if refused(&**source) => {
+            format!("cannot connect to {url}: connection refused — is the server running? (./scripts/dev.sh)")
+        }
+        Error::Connect { .. } => format!("{e} — check the server URL (--url or DSTREAM_URL)"),
+        Error::Unauthorized(_) => format!("{e} (from {server}) — check the API key (DSTREAM_API_KEY or --api-key)"),
+        Error::InvalidUrl(_) => format!("{e} — pass the server's base URL with --url or DSTREAM_URL, e.g. http://127.0.0.1:8787"),
+        Error::Timeout => format!(
+            "timed out: no reply from {server} within {timeout} s — the server may be overloaded; --timeout waits longer"
+        ),
+        _ => e.to_string(),
     }
-    let client = builder.connect().await?;
+}
+
+/// Whether a connection was refused: nothing listens at the address.
+fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(error) = cause {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
+}
+
+/// The longest wait for a connection to open (the client's default).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reconnect attempts of one-shot commands: a server that refuses three connections in a row
+/// (within about a second) is not coming back while someone waits at the terminal.
+const ONE_SHOT_ATTEMPTS: u32 = 3;
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    if let Command::Completions { shell } = cli.command {
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "dstream", &mut script);
+        return std::io::stdout().lock().write_all(&script).map_err(stdout_failure);
+    }
+    let Some(api_key) = cli.api_key.as_deref().filter(|key| !key.is_empty()) else {
+        return Err(Failure::Local(
+            "no API key: set DSTREAM_API_KEY or pass --api-key (locally it is the API_KEY in .dev.vars)".into(),
+        ));
+    };
+    // A subscription may run for days and should outlive server restarts; the other commands
+    // are one request (or a bounded series) and should fail fast when the server is away.
+    let backoff = match cli.command {
+        Command::Sub(_) => Backoff::default(),
+        _ => Backoff { max_attempts: Some(ONE_SHOT_ATTEMPTS), ..Backoff::default() },
+    };
+    let timeout = Duration::from_secs(cli.timeout.max(1));
+    let client = Client::builder(&cli.url)
+        .api_key(api_key)
+        // A server that accepts connections but never answers should not outwait --timeout.
+        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
+        .request_timeout(timeout)
+        .backoff(backoff)
+        .connect()
+        .await?;
     match cli.command {
         Command::Pub { subject, data, id } if data == "-" => {
             if id.is_some() {
-                return Err(Error::BadRequest("--id applies to a single message, not to stdin".into()));
+                return Err(Failure::Usage("--id applies to a single message, not to stdin".into()));
             }
             publish_lines(&client, &subject).await
         }
         Command::Pub { subject, data, id } => {
-            let data = parse_json(&data)?;
+            let data = parse_json(&data, "the message")?;
             let seq = match id {
                 Some(id) => client.publish_with_id(&subject, data, &id).await?,
                 None => client.publish(&subject, data).await?,
             };
-            println!("{seq}");
-            Ok(())
+            out(seq)
         }
         Command::Sub(args) => subscribe(&client, args).await,
         Command::Info { subject } => print_json(&client.info(&subject).await?),
         Command::Trim { subject, upto } => print_json(&client.trim(&subject, upto).await?),
+        Command::Rm { subject, yes: false } => Err(Failure::Usage(format!(
+            "rm deletes every message, durable consumer and the state of {subject:?}, and cannot be undone; add --yes to confirm"
+        ))),
+        Command::Rm { subject, yes: true } => {
+            let epoch = client.delete_subject(&subject).await?;
+            print_json(&json!({ "subject": subject, "deleted": true, "epoch": epoch }))
+        }
         Command::State(StateCommand::Get { subject }) => {
             let (state, version) = client.state_get(&subject).await?;
             print_json(&json!({ "state": state, "version": version }))
         }
         Command::State(StateCommand::Put { subject, state, version }) => {
-            let version = client.state_put(&subject, parse_json(&state)?, version).await?;
+            let version = client.state_put(&subject, parse_json(&state, "the state")?, version).await.map_err(|e| match e {
+                Error::Conflict(_) => {
+                    Failure::Local(format!("{e} — `dstream state get {subject}` shows the current state and version"))
+                }
+                other => Failure::Client(other),
+            })?;
             print_json(&json!({ "version": version }))
         }
         Command::Files(command) => files::run(&client, command).await,
-        Command::Bench(args) => bench::run(&client, args).await,
+        Command::Bench(args) => out(bench::run(&client, args).await?.trim_end()),
+        Command::Completions { .. } => unreachable!("answered before connecting"),
     }
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    println!("{}", serde_json::to_string_pretty(value).expect("values serialize"));
-    Ok(())
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    out(serde_json::to_string_pretty(value).expect("values serialize"))
 }
 
 /// Most lines sent in one batch.
@@ -167,22 +308,24 @@ const LINES_PER_BATCH: usize = 100;
 
 /// Publishes stdin lines in order: lines already waiting are sent together as one batch, so
 /// a fast producer gets batching and a slow one (`tail -f`) gets each line as it comes.
-async fn publish_lines(client: &Client, subject: &str) -> Result<(), Error> {
+async fn publish_lines(client: &Client, subject: &str) -> Result<(), Failure> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-    let (mut total, mut first_seq, mut last_seq) = (0usize, None, 0);
+    let read_error = |e: std::io::Error| Failure::Local(format!("cannot read standard input: {e}"));
+    let (mut line_number, mut total, mut first_seq, mut last_seq) = (0usize, 0usize, None, 0);
     loop {
-        let Some(line) = lines.next_line().await? else { break };
+        let Some(line) = lines.next_line().await.map_err(read_error)? else { break };
         let mut batch = Vec::new();
         let mut more = Some(line);
         while let Some(line) = more {
+            line_number += 1;
             if !line.trim().is_empty() {
-                batch.push(parse_json(&line)?);
+                batch.push(parse_json(&line, &format!("line {line_number}"))?);
             }
             more = None;
             if batch.len() < LINES_PER_BATCH {
                 // `next_line` is cancel-safe: an unfinished line is kept for the next call.
                 if let Some(next) = lines.next_line().now_or_never() {
-                    more = next?;
+                    more = next.map_err(read_error)?;
                 }
             }
         }
@@ -195,26 +338,60 @@ async fn publish_lines(client: &Client, subject: &str) -> Result<(), Error> {
         last_seq = last;
     }
     match first_seq {
-        Some(first) => eprintln!("published {total} messages (seq {first}..={last_seq})"),
+        Some(first) if first == last_seq => eprintln!("published 1 message (seq {first})"),
+        Some(first) => eprintln!("published {total} messages (seq {first}–{last_seq})"),
         None => eprintln!("nothing to publish"),
     }
     Ok(())
 }
 
-async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Error> {
+async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
+    let cursor_file = args.cursor_dir.as_ref().map(|dir| {
+        dir.join(format!("{}.cursor.json", cursor_key(&args.subject, args.consumer.as_deref())))
+    });
     let mut options = SubscribeOptions { from: args.from, consumer: args.consumer, window: args.window, ..Default::default() };
     if let Some(dir) = args.cursor_dir {
-        options.cursor_store = Some(Arc::new(FileCursorStore::new(dir)?));
+        let store = FileCursorStore::new(&dir).map_err(|e| Failure::Local(e.to_string()))?;
+        options.cursor_store = Some(Arc::new(store));
     }
-    let mut subscription = client.subscribe(&args.subject, options).await?;
+    let wiped = |e: Error| match (&e, &cursor_file) {
+        (Error::EpochChanged { .. }, Some(file)) => Failure::Local(format!(
+            "{e}: the subject was deleted since the position saved in {} — delete that file to read it from the start",
+            file.display()
+        )),
+        (Error::EpochChanged { .. }, None) => {
+            Failure::Local(format!("{e}: the subject was deleted meanwhile — run the command again to read it anew"))
+        }
+        _ => Failure::Client(e),
+    };
+    let mut subscription = client.subscribe(&args.subject, options).await.map_err(wiped)?;
+    let mut connection_events = client.events();
+    let mut reconnect_reason = None;
     let mut stdout = tokio::io::stdout();
     let mut received = 0u64;
     let interrupted = tokio::signal::ctrl_c();
     tokio::pin!(interrupted);
+    let mut outcome = Ok(());
     while args.count.is_none_or(|count| received < count) {
         let message = tokio::select! {
+            // Connection events first: a reconnect is reported before the messages after it.
+            biased;
+            Ok(event) = connection_events.recv() => {
+                report_connection(event, &mut reconnect_reason);
+                continue;
+            }
             message = subscription.next() => match message {
-                Some(message) => message?,
+                Some(Ok(message)) => message,
+                Some(Err(undecodable @ Error::Undecodable { .. })) => {
+                    // Reported and counted like a message: the subscription has moved past it.
+                    eprintln!("dstream: {undecodable}");
+                    received += 1;
+                    continue;
+                }
+                Some(Err(e)) => {
+                    outcome = Err(wiped(e));
+                    break;
+                }
                 None => break,
             },
             _ = &mut interrupted => break,
@@ -227,10 +404,32 @@ async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Error> {
             let mark = if message.redelivered { " (redelivered)" } else { "" };
             format!("#{} {}{mark}", message.seq, message.data)
         };
-        stdout.write_all(format!("{line}\n").as_bytes()).await?;
-        stdout.flush().await?;
+        let written = async {
+            stdout.write_all(format!("{line}\n").as_bytes()).await?;
+            stdout.flush().await
+        };
+        if let Err(e) = written.await {
+            outcome = Err(stdout_failure(e));
+            break;
+        }
     }
-    subscription.close().await
+    // Close in every case: it sends the last ack and saves the cursor.
+    let closed = subscription.close().await;
+    outcome.and(closed.map_err(Failure::from))
+}
+
+/// Tells the person watching a subscription that it lost its connection and is retrying, so
+/// that a server outage does not look like a quiet subject.
+fn report_connection(event: ConnectionEvent, reason: &mut Option<String>) {
+    match event {
+        ConnectionEvent::Disconnected { reason: why, .. } => *reason = Some(why),
+        ConnectionEvent::Reconnecting { attempt, delay, .. } => {
+            let why = reason.as_deref().unwrap_or("connection lost");
+            eprintln!("dstream: {why}; reconnecting in {:.1} s (attempt {attempt})", delay.as_secs_f64());
+        }
+        ConnectionEvent::Connected { .. } if reason.take().is_some() => eprintln!("dstream: reconnected"),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -247,7 +446,20 @@ mod tests {
 
     #[test]
     fn the_command_line_definition_is_consistent() {
-        use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn errors_say_what_failed_and_what_to_do() {
+        let connect = |kind| Error::Connect { url: "ws://h:1/v1/stream/x".into(), source: Arc::new(std::io::Error::from(kind)) };
+        assert_eq!(
+            describe(&connect(std::io::ErrorKind::ConnectionRefused), "http://h:1", 30),
+            "cannot connect to ws://h:1/v1/stream/x: connection refused — is the server running? (./scripts/dev.sh)"
+        );
+        let timed_out = describe(&connect(std::io::ErrorKind::TimedOut), "http://h:1", 30);
+        assert!(timed_out.starts_with("cannot connect to ws://h:1/v1/stream/x: timed out") && timed_out.ends_with("(--url or DSTREAM_URL)"), "{timed_out}");
+        let unauthorized = describe(&Error::Unauthorized("missing or wrong API key".into()), "http://h:1", 30);
+        assert!(unauthorized.contains("DSTREAM_API_KEY or --api-key"), "{unauthorized}");
+        assert!(describe(&Error::Timeout, "http://h:1", 7).contains("within 7 s"));
     }
 }

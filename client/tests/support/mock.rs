@@ -1,0 +1,139 @@
+//! Scripted stand-ins for the server, for what the real one no longer sends (undecodable
+//! messages) or cannot be made to do on cue (stall in the middle of a download).
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::net::SocketAddr;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+/// Data nested 200 levels deep: beyond serde_json's recursion limit of 128.
+pub fn too_deep() -> String {
+    format!("{}{}", "[".repeat(200), "]".repeat(200))
+}
+
+/// A WebSocket server for one subject: greets every connection, answers its `sub` with
+/// `from: 1`, then sends `frames` in order. Every frame the client sends is reported.
+pub struct MockStream {
+    addr: SocketAddr,
+    task: AbortHandle,
+    received: mpsc::UnboundedReceiver<Value>,
+}
+
+impl MockStream {
+    pub async fn start(frames: Vec<String>) -> MockStream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (report, received) = mpsc::unbounded_channel();
+        let task = tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let (frames, report) = (frames.clone(), report.clone());
+                tokio::spawn(async move {
+                    let mut socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                    let hello = r#"{"op":"hello","subject":"poisoned","last":3,"epoch":"mock-epoch"}"#;
+                    socket.send(WsMessage::text(hello)).await.unwrap();
+                    while let Some(Ok(message)) = socket.next().await {
+                        let WsMessage::Text(text) = message else { continue };
+                        let frame: Value = serde_json::from_str(&text).unwrap();
+                        let _ = report.send(frame.clone());
+                        if frame["op"] == "sub" {
+                            let reply = r#"{"op":"ok","id":"sub","first":1,"last":3,"from":1}"#;
+                            socket.send(WsMessage::text(reply)).await.unwrap();
+                            for frame in &frames {
+                                socket.send(WsMessage::text(frame.clone())).await.unwrap();
+                            }
+                        }
+                    }
+                });
+            }
+        })
+        .abort_handle();
+        MockStream { addr, task, received }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Waits for the client's first ack at or beyond `seq` and returns its sequence (acks are
+    /// cumulative, and when earlier ones go out depends on timers).
+    pub async fn ack_reaching(&mut self, seq: u64) -> u64 {
+        let wait = async {
+            loop {
+                let frame = self.received.recv().await.expect("the mock server runs until dropped");
+                match frame["seq"].as_u64() {
+                    Some(acked) if frame["op"] == "ack" && acked >= seq => return acked,
+                    _ => continue,
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(20), wait).await.expect("an ack within 20 s")
+    }
+}
+
+impl Drop for MockStream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// An HTTP server that answers every request with the start of a `declared`-byte body (`sent`
+/// bytes of it), then either keeps the connection open without sending more or closes it.
+pub struct PartialBody {
+    addr: SocketAddr,
+    task: AbortHandle,
+}
+
+impl PartialBody {
+    pub async fn start(declared: usize, sent: usize, then_close: bool) -> PartialBody {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let mut request = Vec::new();
+                while !request.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    request.push(byte[0]);
+                }
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n"
+                );
+                let _ = tcp.write_all(head.as_bytes()).await;
+                let _ = tcp.write_all(&vec![b'x'; sent]).await;
+                let _ = tcp.flush().await;
+                if !then_close {
+                    held.push(tcp);
+                }
+            }
+        })
+        .abort_handle();
+        PartialBody { addr, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for PartialBody {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A local address where nothing listens, so connecting is refused at once.
+pub async fn refusing_url() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    format!("http://{addr}")
+}
