@@ -40,6 +40,14 @@ pub fn error_response(error: &ProtocolError) -> Response {
         .unwrap_or_else(|_| Response::empty().expect("empty response").with_status(500))
 }
 
+/// 405 for a method the route does not serve, with the route's `Allow` header.
+pub fn method_not_allowed(allow: &str) -> worker::Result<Response> {
+    let error = ProtocolError::bad_request(format!("method not allowed; use {allow}"));
+    let mut response = json_text_response(405, error.to_http_body())?;
+    response.headers_mut().set("allow", allow)?;
+    Ok(response)
+}
+
 /// Turns a handler's outcome into the response sent to the client.
 pub fn or_error_response(outcome: Result<Response, Failure>) -> Response {
     match outcome {
