@@ -8,6 +8,7 @@ mod auth;
 mod cors;
 mod files;
 mod http;
+mod panic_guard;
 mod routes;
 mod subject;
 
@@ -15,25 +16,42 @@ use cors::Cors;
 use durable_stream_protocol::subject::validate_subject;
 use durable_stream_protocol::{ProtocolError, PROTOCOL_VERSION};
 use routes::Route;
-use worker::worker_sys::web_sys;
-use worker::{event, Context, Env, Request, Response};
+use wasm_bindgen::prelude::wasm_bindgen;
+use worker::worker_sys::{web_sys, Context};
+use worker::{event, Env, Request, Response};
 
 pub use subject::Subject;
 
 /// Binding of the per-subject Durable Object namespace (wrangler.toml).
 const SUBJECT_BINDING: &str = "SUBJECT";
 
-#[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<web_sys::Response> {
+#[event(start)]
+fn start() {
+    panic_guard::install();
+}
+
+/// The Worker's fetch handler (written out instead of `#[event(fetch)]` so that a panic still
+/// answers the request: see `panic_guard`).
+#[wasm_bindgen]
+pub fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> js_sys::Promise {
+    let req = Request::from(req);
     let cors = match Cors::for_request(&req, &env) {
         Ok(cors) => cors,
-        Err(error) => return Ok(http::or_error_response(Err(error.into())).into()),
+        Err(error) => {
+            let refused = web_sys::Response::from(http::or_error_response(Err(error.into())));
+            return js_sys::Promise::resolve(&wasm_bindgen::JsValue::from(refused));
+        }
     };
-    Ok(cors.finish(http::or_error_response(route(req, &env).await)))
+    let on_panic = cors.finish(http::error_response(&ProtocolError::internal()));
+    panic_guard::respond(async move { cors.finish(http::or_error_response(route(req, &env).await)) }, on_panic)
 }
 
 async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
     let path = req.path();
+    #[cfg(feature = "test-panic")]
+    if let Some(place) = path.strip_prefix("/test/panic") {
+        return test_panic(place, env).await;
+    }
     let Some(route) = Route::parse(&path) else {
         return Err(ProtocolError::not_found(format!("no route for {path}")).into());
     };
@@ -70,3 +88,11 @@ async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
     }
 }
 
+/// Test builds only: `/test/panic` panics in the Worker, `/test/panic/{subject}` in that
+/// subject's Durable Object.
+#[cfg(feature = "test-panic")]
+async fn test_panic(place: &str, env: &Env) -> Result<Response, http::Failure> {
+    let Some(subject) = place.strip_prefix('/') else { panic!("panic requested by a test") };
+    let stub = env.durable_object(SUBJECT_BINDING)?.id_from_name(subject)?.get_stub()?;
+    Ok(stub.fetch_with_str(&format!("https://subject/v1/stream/{subject}/test-panic")).await?)
+}

@@ -42,6 +42,8 @@ impl Subject {
             }
             (Method::Get, ["state"]) => self.get_state(),
             (Method::Put, ["state"]) => self.put_state(&mut req).await,
+            #[cfg(feature = "test-panic")]
+            (Method::Get, ["test-panic"]) => panic!("panic requested by a test in a subject's object"),
             // Other methods never get here: the Worker's route table (`routes.rs`) refuses them.
             _ => Err(ProtocolError::not_found(format!("no route for {}", req.path())).into()),
         }
