@@ -153,3 +153,60 @@ mod tests {
         }
     }
 }
+
+// Headers and responses are JavaScript objects: these run under Node (wasm-bindgen-test).
+#[cfg(all(test, target_arch = "wasm32"))]
+mod wasm_tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    fn header(response: &web_sys::Response, name: &str) -> Option<String> {
+        response.headers().get(name).unwrap()
+    }
+
+    fn listing(origin: &str) -> Cors {
+        let allowed = AllowedOrigins::parse(Some("https://app.example")).unwrap();
+        Cors::new(&allowed, Some(origin))
+    }
+
+    #[wasm_bindgen_test]
+    fn an_allowed_origin_is_echoed_and_the_api_headers_exposed() {
+        let response = listing("https://app.example").finish(Response::empty().unwrap());
+        assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some("https://app.example"));
+        assert_eq!(header(&response, "vary").as_deref(), Some("Origin"));
+        assert!(header(&response, "access-control-expose-headers").unwrap().contains("etag"));
+        assert_eq!(header(&response, "access-control-allow-credentials"), None);
+    }
+
+    #[wasm_bindgen_test]
+    fn another_origin_gets_no_cors_headers() {
+        let response = listing("https://elsewhere.example").finish(Response::empty().unwrap());
+        assert_eq!(header(&response, "access-control-allow-origin"), None);
+        assert_eq!(header(&response, "access-control-expose-headers"), None);
+        assert_eq!(header(&response, "vary").as_deref(), Some("Origin"));
+    }
+
+    #[wasm_bindgen_test]
+    fn responses_with_immutable_headers_are_copied_before_they_are_decorated() {
+        // Like a Durable Object's response, a redirect's headers cannot be changed.
+        let immutable = web_sys::Response::redirect("https://example.com/").unwrap();
+        assert!(immutable.headers().set("x-probe", "1").is_err());
+        let response = Cors::new(&AllowedOrigins::Any, None).finish(Response::from(immutable));
+        assert_eq!(response.status(), 302);
+        assert_eq!(header(&response, "location").as_deref(), Some("https://example.com/"));
+        assert_eq!(header(&response, "access-control-allow-origin").as_deref(), Some("*"));
+    }
+
+    #[wasm_bindgen_test]
+    fn a_preflight_names_the_routes_methods_and_the_allowed_headers() {
+        let response = preflight(Route::SubjectState).unwrap();
+        assert_eq!(response.status_code(), 204);
+        let headers = response.headers();
+        assert_eq!(headers.get("access-control-allow-methods").unwrap().as_deref(), Some("GET, PUT, OPTIONS"));
+        assert_eq!(headers.get("access-control-max-age").unwrap().as_deref(), Some("86400"));
+        let allowed = headers.get("access-control-allow-headers").unwrap().unwrap();
+        for name in ["authorization", "x-api-key", "if-match", "idempotency-key", "stream-seq"] {
+            assert!(allowed.split(", ").any(|h| h == name), "{name}");
+        }
+    }
+}

@@ -9,6 +9,7 @@ mod cors;
 mod files;
 mod http;
 mod panic_guard;
+mod random;
 mod routes;
 mod subject;
 

@@ -86,3 +86,24 @@ pub async fn abort_on_panic<F: Future>(state: &Object, handler: F) -> F::Output 
     });
     handler.await
 }
+
+// Promises need a JavaScript runtime: this runs under Node (wasm-bindgen-test). A panic cannot be
+// tested there (it aborts the test instance); miniflare-tests/panic.test.mjs covers it.
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+    use worker::wasm_bindgen_futures::JsFuture;
+
+    fn empty_response(status: u16) -> web_sys::Response {
+        worker::Response::empty().unwrap().with_status(status).into()
+    }
+
+    #[wasm_bindgen_test]
+    async fn without_a_panic_the_handlers_response_is_sent() {
+        let promise = respond(async { empty_response(201) }, empty_response(500));
+        let response: web_sys::Response = JsFuture::from(promise).await.unwrap().unchecked_into();
+        assert_eq!(response.status(), 201);
+        assert!(IN_FLIGHT.with(|in_flight| in_flight.borrow().is_empty()), "no panic action stays registered after the handler");
+    }
+}

@@ -10,6 +10,7 @@ mod store;
 
 use crate::http::{self, Failure};
 use crate::panic_guard::abort_on_panic;
+use crate::random::random_hex;
 use delivery::pump;
 use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
 use durable_stream_protocol::subscription::Redelivery;
@@ -47,11 +48,6 @@ pub(crate) struct Core {
 
 fn now_ms() -> u64 {
     Date::now().as_millis()
-}
-
-/// Random hex for epochs and connection ids (uniqueness, not secrecy, is what they need).
-fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", (js_sys::Math::random() * 256.0) as u8)).collect()
 }
 
 impl Core {
