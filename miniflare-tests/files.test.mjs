@@ -460,10 +460,10 @@ describe("malformed input", () => {
   });
 
   for (const [method, path, allow] of [
-    ["PATCH", "/some/key", "GET, HEAD, PUT, POST, DELETE"],
-    ["OPTIONS", "/some/key", "GET, HEAD, PUT, POST, DELETE"],
-    ["PUT", "", "GET"],
-    ["DELETE", "", "GET"],
+    ["PATCH", "/some/key", "GET, HEAD, PUT, POST, DELETE, OPTIONS"],
+    ["PROPFIND", "/some/key", "GET, HEAD, PUT, POST, DELETE, OPTIONS"],
+    ["PUT", "", "GET, OPTIONS"],
+    ["DELETE", "", "GET, OPTIONS"],
   ]) {
     test(`${method} /v1/files${path} → 405 with Allow: ${allow}`, async () => {
       const res = await files(path, { method, body: method === "PUT" ? "x" : undefined });

@@ -219,9 +219,9 @@ test("state: ETag, If-Match compare-and-set, 412 on a stale version", async () =
 test("wrong methods get 405 with Allow, unknown paths 404", async () => {
   const s = uniqueSubject("methods");
   for (const [method, path, allow] of [
-    ["PUT", `/v1/stream/${s}`, "GET, POST, DELETE"],
-    ["POST", `/v1/stream/${s}/messages`, "GET, DELETE"],
-    ["DELETE", `/v1/stream/${s}/state`, "GET, PUT"],
+    ["PUT", `/v1/stream/${s}`, "GET, POST, DELETE, OPTIONS"],
+    ["POST", `/v1/stream/${s}/messages`, "GET, DELETE, OPTIONS"],
+    ["DELETE", `/v1/stream/${s}/state`, "GET, PUT, OPTIONS"],
   ]) {
     const res = await call(method, path, { body: method === "GET" ? undefined : "1" });
     assertError(res, 405, "bad_request", /method not allowed/);

@@ -6,4 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/toolchain.sh
 ensure_worker_toolchain
-worker-build --release
+# Test builds name test-only cargo features here (DSTREAM_TEST_FEATURES=test-panic); the
+# production build (wrangler's build command) never sets it.
+worker-build --release ${DSTREAM_TEST_FEATURES:+--features "$DSTREAM_TEST_FEATURES"}

@@ -12,6 +12,13 @@ echo "== native tests (protocol, the Worker's pure modules, client) =="
 cargo test -p durable-stream-protocol -p durable-stream-client
 cargo test -p durable-stream --lib
 
+echo "== the Worker's JavaScript-facing modules on wasm32 under Node (wasm-bindgen-test) =="
+# The same wasm toolchain as the build, and Node 22 from node_modules (the toolchain puts it on PATH).
+(
+  source scripts/toolchain.sh && ensure_worker_toolchain
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --target wasm32-unknown-unknown -p durable-stream --lib
+)
+
 echo "== Worker on workerd (miniflare-tests) =="
 node_modules/.bin/node --test --test-concurrency=1 'miniflare-tests/*.test.mjs'
 

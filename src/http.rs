@@ -40,6 +40,14 @@ pub fn error_response(error: &ProtocolError) -> Response {
         .unwrap_or_else(|_| Response::empty().expect("empty response").with_status(500))
 }
 
+/// 405 for a method the route does not serve, with the route's `Allow` header.
+pub fn method_not_allowed(allow: &str) -> worker::Result<Response> {
+    let error = ProtocolError::bad_request(format!("method not allowed; use {allow}"));
+    let mut response = json_text_response(405, error.to_http_body())?;
+    response.headers_mut().set("allow", allow)?;
+    Ok(response)
+}
+
 /// Turns a handler's outcome into the response sent to the client.
 pub fn or_error_response(outcome: Result<Response, Failure>) -> Response {
     match outcome {
@@ -49,5 +57,45 @@ pub fn or_error_response(outcome: Result<Response, Failure>) -> Response {
             console_error!("internal error: {error}");
             error_response(&ProtocolError::internal())
         }
+    }
+}
+
+// Responses are JavaScript objects: these run under Node (wasm-bindgen-test, scripts/test.sh).
+#[cfg(all(test, target_arch = "wasm32"))]
+mod tests {
+    use super::*;
+    use wasm_bindgen_test::wasm_bindgen_test;
+
+    async fn body(mut response: Response) -> serde_json::Value {
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    #[wasm_bindgen_test]
+    async fn json_responses_are_json_and_never_cached() {
+        let response = json_response(201, &serde_json::json!({ "seq": 1 })).unwrap();
+        assert_eq!(response.status_code(), 201);
+        assert_eq!(response.headers().get("content-type").unwrap().as_deref(), Some("application/json"));
+        assert_eq!(response.headers().get("cache-control").unwrap().as_deref(), Some("no-store"));
+        assert_eq!(body(response).await, serde_json::json!({ "seq": 1 }));
+    }
+
+    #[wasm_bindgen_test]
+    async fn method_not_allowed_is_405_with_allow_and_a_json_error() {
+        let response = method_not_allowed("GET, PUT, OPTIONS").unwrap();
+        assert_eq!(response.status_code(), 405);
+        assert_eq!(response.headers().get("allow").unwrap().as_deref(), Some("GET, PUT, OPTIONS"));
+        let error = body(response).await;
+        assert_eq!(error["error"]["code"], "bad_request");
+        assert_eq!(error["error"]["message"], "method not allowed; use GET, PUT, OPTIONS");
+    }
+
+    #[wasm_bindgen_test]
+    async fn client_errors_keep_their_code_and_internal_faults_reveal_nothing() {
+        let refused = or_error_response(Err(ProtocolError::not_found("no file \"a\"").into()));
+        assert_eq!(refused.status_code(), 404);
+        assert_eq!(body(refused).await["error"]["message"], "no file \"a\"");
+        let fault = or_error_response(Err(Failure::Internal(worker::Error::RustError("table t is locked".into()))));
+        assert_eq!(fault.status_code(), 500);
+        assert_eq!(body(fault).await, serde_json::json!({ "error": { "code": "internal", "message": "internal error" } }));
     }
 }

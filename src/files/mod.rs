@@ -25,26 +25,19 @@ const MAX_FILE_BYTES_VAR: &str = "MAX_FILE_BYTES";
 const DEFAULT_MAX_FILE_BYTES: u64 = 5 * 1024 * 1024 * 1024 - 5 * 1024 * 1024;
 /// Served (and listed) when the upload named no Content-Type.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
-const FILE_METHODS: &str = "GET, HEAD, PUT, POST, DELETE";
-const LIST_METHODS: &str = "GET";
 /// How often a read starts over when the file is replaced between its metadata and its body.
 const READ_ATTEMPTS: usize = 3;
 
+/// Serves the methods the Worker's route table (`routes.rs`) lets through: GET on the listing;
+/// GET, HEAD, PUT, POST and DELETE on a file.
 pub async fn handle(req: Request, env: &Env) -> Result<Response, Failure> {
     let path = req.path();
     let Some(encoded_key) = path.strip_prefix("/v1/files/") else {
-        return match req.method() {
-            Method::Get => list(&req, &env.bucket(BUCKET_BINDING)?).await,
-            _ => method_not_allowed(LIST_METHODS),
-        };
+        return list(&req, &env.bucket(BUCKET_BINDING)?).await;
     };
-    let method = req.method();
-    if !matches!(method, Method::Get | Method::Head | Method::Put | Method::Post | Method::Delete) {
-        return method_not_allowed(FILE_METHODS);
-    }
     let key = key::parse_key(encoded_key)?;
     let bucket = env.bucket(BUCKET_BINDING)?;
-    match method {
+    match req.method() {
         Method::Put | Method::Post => write(&req, env, &bucket, &key).await,
         Method::Delete => delete(&bucket, &key).await,
         Method::Head => read(&req, &bucket, &key, false).await,
@@ -272,15 +265,9 @@ fn not_found(key: &str) -> Failure {
     ProtocolError::not_found(format!("no file {key:?}")).into()
 }
 
-/// A JSON error body with a status outside the error codes' own (405, 411, 412, 416).
+/// A JSON error body with a status outside the error codes' own (411, 412, 416).
 fn error_with_status(status: u16, error: &ProtocolError) -> Result<Response, Failure> {
     Ok(http::json_text_response(status, error.to_http_body())?)
-}
-
-fn method_not_allowed(allow: &str) -> Result<Response, Failure> {
-    let mut response = error_with_status(405, &ProtocolError::bad_request(format!("method not allowed; allowed: {allow}")))?;
-    response.headers_mut().set("allow", allow)?;
-    Ok(response)
 }
 
 fn range_not_satisfiable(size: u64) -> Result<Response, Failure> {

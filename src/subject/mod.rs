@@ -9,6 +9,8 @@ mod sessions;
 mod store;
 
 use crate::http::{self, Failure};
+use crate::panic_guard::abort_on_panic;
+use crate::random::random_hex;
 use delivery::pump;
 use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
 use durable_stream_protocol::subscription::Redelivery;
@@ -25,6 +27,8 @@ use worker::{
 #[durable_object]
 pub struct Subject {
     state: State,
+    /// The runtime's handle on `state`, to abort the object if it panics (`panic_guard`).
+    runtime_state: js_sys::Object,
     env: Env,
     core: RefCell<Option<Core>>,
     /// The alarm time last set or read (ms since the epoch); outer None = not known yet.
@@ -45,11 +49,6 @@ pub(crate) struct Core {
 
 fn now_ms() -> u64 {
     Date::now().as_millis()
-}
-
-/// Random hex for epochs and connection ids (uniqueness, not secrecy, is what they need).
-fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", (js_sys::Math::random() * 256.0) as u8)).collect()
 }
 
 impl Core {
@@ -199,11 +198,13 @@ impl Subject {
 
 impl DurableObject for Subject {
     fn new(state: State, env: Env) -> Self {
-        Subject { state, env, core: RefCell::new(None), alarm_at: RefCell::new(None) }
+        let handle = state._inner();
+        let runtime_state = handle.clone();
+        Subject { state: State::from(handle), runtime_state, env, core: RefCell::new(None), alarm_at: RefCell::new(None) }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        Ok(http::or_error_response(self.handle_fetch(req).await))
+        Ok(http::or_error_response(abort_on_panic(&self.runtime_state, self.handle_fetch(req)).await))
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {

@@ -1,19 +1,11 @@
-//! Responses of the `/ds` mount: protocol headers, CORS and browser security headers on every
-//! one (errors included), and errors as the project's JSON error body with the status the
-//! protocol asks for.
+//! Responses of the `/ds` mount: protocol headers and browser security headers on every one
+//! (errors included; the Worker adds CORS to every response), and errors as the project's JSON
+//! error body with the status the protocol asks for.
 
 use crate::http::Failure;
 use durable_stream_protocol::durable_streams::headers as h;
 use durable_stream_protocol::{ErrorCode, ProtocolError};
 use worker::{console_error, Headers, Response};
-
-const ALLOW_HEADERS: &str = "content-type, authorization, x-api-key, if-none-match, stream-seq, stream-ttl, \
-stream-expires-at, stream-closed, producer-id, producer-epoch, producer-seq, stream-forked-from, stream-fork-offset, \
-stream-fork-sub-offset";
-const EXPOSE_HEADERS: &str = "stream-next-offset, stream-cursor, stream-up-to-date, stream-closed, stream-ttl, \
-stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, producer-expected-seq, producer-received-seq, \
-etag, location, content-type";
-pub const ALLOW_METHODS: &str = "GET, HEAD, PUT, POST, DELETE, OPTIONS";
 
 /// A failed protocol request: the error for the body, its status and extra headers.
 #[derive(Debug)]
@@ -35,7 +27,8 @@ impl DsError {
     }
 
     pub fn method_not_allowed() -> DsError {
-        DsError::new(405, ErrorCode::BadRequest, format!("method not allowed; use {ALLOW_METHODS}")).with("allow", ALLOW_METHODS)
+        let allow = crate::routes::Route::DsStream.allow();
+        DsError::new(405, ErrorCode::BadRequest, format!("method not allowed; use {allow}")).with("allow", allow)
     }
 
     pub fn missing() -> DsError {
@@ -70,12 +63,8 @@ impl From<Failure> for DsError {
     }
 }
 
-/// CORS and browser security headers (set on every `/ds` response).
+/// Browser security headers (set on every `/ds` response).
 pub fn decorate(headers: &Headers) -> worker::Result<()> {
-    headers.set("access-control-allow-origin", "*")?;
-    headers.set("access-control-allow-methods", ALLOW_METHODS)?;
-    headers.set("access-control-allow-headers", ALLOW_HEADERS)?;
-    headers.set("access-control-expose-headers", EXPOSE_HEADERS)?;
     headers.set("x-content-type-options", "nosniff")?;
     headers.set("cross-origin-resource-policy", "cross-origin")?;
     Ok(())

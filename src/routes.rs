@@ -1,0 +1,115 @@
+//! Every route the Worker serves and the methods each one answers: the one table checked before
+//! authentication and before anything is forwarded, so no handler and no Durable Object sees a
+//! method its route does not serve. The check uses the request's real method string, because
+//! workers-rs turns methods it does not know (PROPFIND, MKCOL, PURGE, …) into `Method::Get`.
+
+/// A path the Worker serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    FileList,
+    File,
+    /// `/v1/stream/{subject}`: info, publish, delete, and the WebSocket upgrade (a GET).
+    Subject,
+    SubjectMessages,
+    SubjectState,
+    /// `/ds/v1/stream/{name}`: the Durable Streams mount.
+    DsStream,
+}
+
+const PREFLIGHT: &str = "OPTIONS";
+/// Where the Durable Streams mount's streams live: `/ds/v1/stream/{name}`.
+pub const DS_STREAM_PREFIX: &str = "/ds/v1/stream/";
+
+impl Route {
+    pub fn parse(path: &str) -> Option<Route> {
+        if path == "/health" {
+            return Some(Route::Health);
+        }
+        if path == "/v1/files" {
+            return Some(Route::FileList);
+        }
+        if path.starts_with("/v1/files/") {
+            return Some(Route::File);
+        }
+        if path.starts_with(DS_STREAM_PREFIX) {
+            return Some(Route::DsStream);
+        }
+        let rest = path.strip_prefix("/v1/stream/")?;
+        match rest.split('/').collect::<Vec<_>>()[..] {
+            [_] => Some(Route::Subject),
+            [_, "messages"] => Some(Route::SubjectMessages),
+            [_, "state"] => Some(Route::SubjectState),
+            _ => None,
+        }
+    }
+
+    /// The methods the route serves besides the CORS preflight (`OPTIONS`, served everywhere).
+    fn served(self) -> &'static [&'static str] {
+        match self {
+            Route::Health => &["GET", "HEAD"],
+            Route::FileList => &["GET"],
+            Route::File | Route::DsStream => &["GET", "HEAD", "PUT", "POST", "DELETE"],
+            Route::Subject => &["GET", "POST", "DELETE"],
+            Route::SubjectMessages => &["GET", "DELETE"],
+            Route::SubjectState => &["GET", "PUT"],
+        }
+    }
+
+    /// Whether the route serves `method` (method names are case-sensitive).
+    pub fn serves(self, method: &str) -> bool {
+        method == PREFLIGHT || self.served().contains(&method)
+    }
+
+    /// The value of the `Allow` header (and of `Access-Control-Allow-Methods`).
+    pub fn allow(self) -> String {
+        let mut methods = self.served().to_vec();
+        methods.push(PREFLIGHT);
+        methods.join(", ")
+    }
+}
+
+pub fn is_preflight(method: &str) -> bool {
+    method == PREFLIGHT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_routes() {
+        assert_eq!(Route::parse("/health"), Some(Route::Health));
+        assert_eq!(Route::parse("/v1/files"), Some(Route::FileList));
+        assert_eq!(Route::parse("/v1/files/a/b.txt"), Some(Route::File));
+        assert_eq!(Route::parse("/v1/stream/orders"), Some(Route::Subject));
+        assert_eq!(Route::parse("/v1/stream/orders/messages"), Some(Route::SubjectMessages));
+        assert_eq!(Route::parse("/v1/stream/orders/state"), Some(Route::SubjectState));
+        assert_eq!(Route::parse("/ds/v1/stream/a/b"), Some(Route::DsStream));
+    }
+
+    #[test]
+    fn unknown_paths_have_no_route() {
+        for path in ["/", "/healthz", "/v1/files2", "/v1/stream/orders/", "/v1/stream/orders/acks", "/ds", "/ds/v1/other"] {
+            assert_eq!(Route::parse(path), None, "{path}");
+        }
+    }
+
+    #[test]
+    fn only_listed_methods_are_served() {
+        assert!(Route::File.serves("PUT"));
+        assert!(Route::SubjectState.serves("OPTIONS"));
+        assert!(!Route::SubjectState.serves("POST"));
+        assert!(!Route::FileList.serves("HEAD"));
+        for exotic in ["PROPFIND", "MKCOL", "COPY", "MOVE", "LOCK", "PURGE", "SEARCH", "QUERY", "PATCH", "TRACE", "get"] {
+            assert!(!Route::DsStream.serves(exotic), "{exotic}");
+        }
+    }
+
+    #[test]
+    fn allow_lists_the_served_methods_and_the_preflight() {
+        assert_eq!(Route::Subject.allow(), "GET, POST, DELETE, OPTIONS");
+        assert_eq!(Route::File.allow(), "GET, HEAD, PUT, POST, DELETE, OPTIONS");
+        assert_eq!(Route::FileList.allow(), "GET, OPTIONS");
+    }
+}
