@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
-( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
+# The tests' build also has the test-only panic routes (the `test-panic` feature; a production
+# build has none); build-worker.sh installs the toolchain in its own process.
+DSTREAM_TEST_FEATURES=test-panic bash scripts/build-worker.sh
 
 echo "== native tests (protocol, the Worker's pure modules, client) =="
 cargo test -p durable-stream-protocol -p durable-stream-client
