@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
-( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
+bash scripts/build-worker.sh
+bash scripts/deploy-check.sh
 
 echo "== native tests (protocol, the Worker's pure modules, client) =="
 cargo test -p durable-stream-protocol -p durable-stream-client
