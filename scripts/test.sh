@@ -5,9 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The tests' build also has the test-only panic routes (the `test-panic` feature; a production
-# build has none); build-worker.sh installs the toolchain in its own process.
-DSTREAM_TEST_FEATURES=test-panic bash scripts/build-worker.sh
+# The deploy check bundles a production build; every test after it runs on a test build, which
+# also has the test-only panic routes (the `test-panic` feature). Exported so that the builds the
+# tests themselves start (dev.sh's) keep the test build instead of replacing it.
+bash scripts/build-worker.sh
+bash scripts/deploy-check.sh
+export DSTREAM_TEST_FEATURES=test-panic
+bash scripts/build-worker.sh
 
 echo "== native tests (protocol, the Worker's pure modules, client) =="
 cargo test -p durable-stream-protocol -p durable-stream-client
