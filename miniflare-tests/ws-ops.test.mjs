@@ -211,7 +211,7 @@ describe("sub", () => {
       assertErr(await c.request({ op: "sub", id, from }), "bad_request", id, "`from`");
     }
     assertErr(await c.request({ op: "sub", id: "w0", window: 0 }), "bad_request", "w0", "`window`");
-    assertErr(await c.request({ op: "sub", id: "wbig", window: 10001 }), "bad_request", "wbig", "at most 10000");
+    assertErr(await c.request({ op: "sub", id: "wbig", window: 10001 }), "bad_request", "wbig", "between 1 and 10000");
     assertErr(await c.request({ op: "sub", id: "wstr", window: "5" }), "bad_request", "wstr", "`window`");
     assertErr(await c.request({ op: "sub", id: "c1", consumer: "a/b" }), "bad_request", "c1", "consumer");
     assertErr(await c.request({ op: "sub", id: "c2", consumer: "" }), "bad_request", "c2", "consumer");
