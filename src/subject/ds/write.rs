@@ -9,7 +9,7 @@ use durable_stream_protocol::durable_streams::create::{fork_lifetime, StreamConf
 use durable_stream_protocol::durable_streams::expiry::{parse_lifetime, parse_rfc3339_ms, Lifetime};
 use durable_stream_protocol::durable_streams::headers as h;
 use durable_stream_protocol::durable_streams::producer::{self, ProducerDecision, ProducerHeaders, ProducerState};
-use durable_stream_protocol::durable_streams::{base64, check_stream_seq, content_type, name, offset, parse_closed, parse_strict_uint};
+use durable_stream_protocol::durable_streams::{base64, check_stream_seq, content_type, name, offset, parse_closed, parse_header_uint};
 use durable_stream_protocol::{sequence, strict_json, ErrorCode, ProtocolError, Seq};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -301,8 +301,7 @@ impl Subject {
             return Err(ProtocolError::bad_request("a stream cannot be forked from itself").into());
         }
         let fork_sub_offset = match sub_offset {
-            Some(v) => parse_strict_uint(v.trim())
-                .ok_or_else(|| ProtocolError::bad_request(format!("Stream-Fork-Sub-Offset must be a non-negative integer, got {v:?}")))?,
+            Some(v) => parse_header_uint(h::FORK_SUB_OFFSET, v.trim())?,
             None => 0,
         };
         let fork_offset = fork_offset.map(|v| offset::parse(v.trim())).transpose()?;
