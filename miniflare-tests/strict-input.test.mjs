@@ -165,6 +165,15 @@ describe("Durable Streams (/ds)", () => {
     assert.equal((await call("HEAD", path)).status, 404);
   });
 
+  test("a read parameter given twice is refused; integer headers name their real bound", async () => {
+    const path = `/ds/v1/stream/${uniqueSubject("strict-ds-params")}`;
+    assert.equal((await call("PUT", path, { headers: JSON_TYPE })).status, 201);
+    const twice = await call("GET", `${path}?offset=-1&live=long-poll&live=sse`);
+    assertBadRequest(twice, "query parameter `live` is given more than once");
+    const producer = { ...JSON_TYPE, "producer-id": "p", "producer-epoch": "0", "producer-seq": "9007199254740992" };
+    assertBadRequest(await call("POST", path, { body: "1", headers: producer }), "Producer-Seq must be an integer from 0 to 9007199254740991");
+  });
+
   test("byte streams store bytes, not JSON, and are not checked", async () => {
     const path = `/ds/v1/stream/${uniqueSubject("strict-ds-text")}`;
     const text = { "content-type": "text/plain" };

@@ -19,9 +19,10 @@ pub struct ReadParams {
 }
 
 fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ProtocolError> {
-    value
-        .parse::<u64>()
-        .ok()
+    // Digits only: u64's parser would also accept a leading '+'.
+    Some(value)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| ProtocolError::bad_request(format!("`{name}` must be an integer between {min} and {max}")))
 }
@@ -122,7 +123,7 @@ mod tests {
             parse_read_params([("from", "5"), ("limit", "1000"), ("wait", "60"), ("apiKey", "k")]).unwrap(),
             ReadParams { from: Some(5), limit: 1000, wait_ms: 60_000 }
         );
-        for (name, bad) in [("from", "-1"), ("from", "x"), ("from", "9007199254740992"), ("limit", "0"), ("limit", "1001"), ("limit", ""), ("wait", "61"), ("wait", "1.5")] {
+        for (name, bad) in [("from", "-1"), ("from", "x"), ("from", "9007199254740992"), ("limit", "0"), ("limit", "1001"), ("limit", ""), ("wait", "61"), ("wait", "1.5"), ("from", "+5"), ("limit", " 5")] {
             let e = parse_read_params([(name, bad)]).unwrap_err();
             assert!(e.message.contains(&format!("`{name}`")), "{name}={bad}: {}", e.message);
         }
