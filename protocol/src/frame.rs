@@ -18,8 +18,8 @@ use std::fmt;
 /// Longest request id string and `msgId` accepted.
 pub const MAX_ID_LEN: usize = 256;
 
-/// A client's request id: a string or a number, echoed verbatim in the reply. Numbers are
-/// at most 2^53 − 1 in magnitude (see [`MAX_SEQ`]), so every client reads the echo exactly.
+/// A client's request id: a string or a number, echoed in the reply. Numbers are at most
+/// 2^53 − 1 in magnitude (see [`MAX_SEQ`]), so every client reads the echo as the number it sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RequestId {
