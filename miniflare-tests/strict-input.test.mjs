@@ -106,6 +106,19 @@ describe("WebSocket", () => {
   });
 });
 
+test("100,000 levels of nesting are refused on WebSocket, HTTP and /ds, and the server carries on", async () => {
+  const subject = uniqueSubject("strict-100k");
+  const deep = nested(100_000);
+  const c = await open(subject);
+  // One message makes the subject a JSON stream for /ds too.
+  assert.equal((await c.ok({ op: "pub", data: 1 })).seq, 1);
+  assertErr(await rawRequest(c, `{"op":"pub","id":"deep","data":${deep}}`, "deep"), "deep", "nested more than 64 deep");
+  assertBadRequest(await call("POST", `/v1/stream/${subject}`, { body: deep }), "nested more than 64 deep");
+  const ds = await call("POST", `/ds/v1/stream/${subject}`, { body: `{"v":${deep}}`, headers: { "content-type": "application/json" } });
+  assertBadRequest(ds, "nested more than 64 deep");
+  assert.equal((await c.ok({ op: "pub", data: 2 })).seq, 2);
+});
+
 describe("HTTP stream API", () => {
   test("publish refuses poison data, single or batch, and stores nothing", async () => {
     const subject = uniqueSubject("strict-http");
