@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, TEST_KEY } from "./server.mjs";
 import { connect, uniqueSubject, sleep } from "./ws-client.mjs";
+import { httpCall } from "./http-client.mjs";
 
 let server;
 before(async () => {
@@ -14,17 +15,7 @@ after(async () => {
   await server?.stop();
 });
 
-const AUTH = { authorization: `Bearer ${TEST_KEY}` };
-
-async function call(method, path, { body, headers = {} } = {}) {
-  const res = await fetch(`${server.url}${path}`, { method, headers: { ...AUTH, ...headers }, body });
-  const text = await res.text();
-  let json;
-  try {
-    json = JSON.parse(text);
-  } catch {}
-  return { status: res.status, headers: res.headers, text, json };
-}
+const call = (method, path, options) => httpCall(server, method, path, options);
 
 const publish = (subject, data, headers) => call("POST", `/v1/stream/${subject}`, { body: JSON.stringify(data), headers });
 

@@ -36,6 +36,8 @@ pub struct Config {
     pub max_state_bytes: usize,
     /// Most WebSocket connections one subject accepts at once.
     pub max_connections: usize,
+    /// Most arrays and objects nested in one message or state document.
+    pub max_json_depth: usize,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             retention_max_age_ms: 0,
             max_state_bytes: 64 * 1024,
             max_connections: 5000,
+            max_json_depth: 64,
         }
     }
 }
@@ -90,7 +93,13 @@ pub const VARIABLES: &[&str] = &[
     "RETENTION_MAX_AGE_MS",
     "MAX_STATE_BYTES",
     "MAX_CONNECTIONS",
+    "MAX_JSON_DEPTH",
 ];
+
+/// The deepest `MAX_JSON_DEPTH` allowed: a message inside the deepest envelope the server
+/// sends (`{"messages":[{"data":…}]}`, 3 levels) must stay within the 127 levels that
+/// serde_json reads by default.
+pub const MAX_JSON_DEPTH_LIMIT: u64 = 124;
 
 impl Config {
     /// Reads every variable through `lookup` (None = unset, keeps the default).
@@ -127,6 +136,7 @@ impl Config {
             retention_max_age_ms: read("RETENTION_MAX_AGE_MS", d.retention_max_age_ms, 0, u64::MAX)?,
             max_state_bytes: read("MAX_STATE_BYTES", d.max_state_bytes as u64, 2, 32 * MIB)? as usize,
             max_connections: read("MAX_CONNECTIONS", d.max_connections as u64, 1, 32_768)? as usize,
+            max_json_depth: read("MAX_JSON_DEPTH", d.max_json_depth as u64, 1, MAX_JSON_DEPTH_LIMIT)? as usize,
         };
         if config.default_window > config.max_window {
             return Err(ConfigError {
@@ -172,6 +182,8 @@ mod tests {
         let e = with(&[("DEFAULT_WINDOW", "20"), ("MAX_WINDOW", "10")]).unwrap_err();
         assert_eq!(e.variable, "DEFAULT_WINDOW");
         assert!(with(&[("MAX_DELIVER", "-1")]).is_err());
+        assert_eq!(with(&[("MAX_JSON_DEPTH", "124")]).unwrap().max_json_depth, 124);
+        assert!(with(&[("MAX_JSON_DEPTH", "125")]).unwrap_err().to_string().contains("between 1 and 124"));
     }
 
     #[test]

@@ -7,16 +7,19 @@
 use crate::config::Config;
 use crate::error::{ErrorCode, ProtocolError};
 use crate::sequence::{Seq, MAX_SEQ};
+use crate::strict_json;
 use crate::subject::validate_subject;
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// Longest request id string and `msgId` accepted.
 pub const MAX_ID_LEN: usize = 256;
 
-/// A client's request id: a string or a number, echoed verbatim in the reply.
+/// A client's request id: a string or a number, echoed in the reply. Numbers are at most
+/// 2^53 − 1 in magnitude (see [`MAX_SEQ`]), so every client reads the echo as the number it sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum RequestId {
@@ -100,7 +103,38 @@ pub struct FrameError {
     pub error: ProtocolError,
 }
 
-type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
+type Fields<'a> = BTreeMap<String, &'a RawValue>;
+
+/// A frame's fields, and the first name that occurred twice: a repeated field is refused
+/// instead of letting one of them silently win (a proxy might pick the other).
+struct FrameFields<'a> {
+    fields: Fields<'a>,
+    repeated: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for FrameFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = FrameFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut frame = FrameFields { fields: Fields::new(), repeated: None };
+                while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
+                    if frame.fields.contains_key(&name) {
+                        frame.repeated.get_or_insert(name);
+                    } else {
+                        frame.fields.insert(name, value);
+                    }
+                }
+                Ok(frame)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
 
 /// Parses and validates one text frame from a client.
 pub fn parse_client_frame(text: &str, config: &Config) -> Result<ClientFrame, FrameError> {
@@ -114,7 +148,7 @@ pub fn parse_client_frame(text: &str, config: &Config) -> Result<ClientFrame, Fr
             )),
         });
     }
-    let fields: Fields = serde_json::from_str(text).map_err(|e| FrameError {
+    let FrameFields { fields, repeated } = serde_json::from_str(text).map_err(|e| FrameError {
         id: None,
         error: ProtocolError::bad_request(if e.is_data() {
             "frame must be a JSON object".to_string()
@@ -126,18 +160,39 @@ pub fn parse_client_frame(text: &str, config: &Config) -> Result<ClientFrame, Fr
         None => None,
         Some(raw) => Some(parse_request_id(raw).map_err(|error| FrameError { id: None, error })?),
     };
+    if let Some(name) = repeated {
+        // When `id` itself is repeated, neither copy is echoed.
+        let id = id.filter(|_| name != "id");
+        return Err(FrameError { id, error: ProtocolError::bad_request(format!("field `{name}` is given more than once")) });
+    }
     parse_op(&fields, id.clone(), config).map_err(|error| FrameError { id, error })
 }
 
 fn parse_request_id(raw: &RawValue) -> Result<RequestId, ProtocolError> {
-    match serde_json::from_str::<serde_json::Value>(raw.get()) {
-        Ok(serde_json::Value::Number(n)) => Ok(RequestId::Number(n)),
-        Ok(serde_json::Value::String(s)) if s.len() <= MAX_ID_LEN => Ok(RequestId::Text(s)),
-        Ok(serde_json::Value::String(_)) => {
-            Err(ProtocolError::bad_request(format!("id must be at most {MAX_ID_LEN} bytes")))
+    if raw.get().starts_with('"') {
+        let id = parse_string(raw, "id")?;
+        if id.len() > MAX_ID_LEN {
+            return Err(ProtocolError::bad_request(format!("id must be at most {MAX_ID_LEN} bytes")));
         }
-        _ => Err(ProtocolError::bad_request("id must be a string or a number")),
+        return Ok(RequestId::Text(id));
     }
+    // Beyond 2^53 − 1, JavaScript (and serde_json beyond 64 bits) reads another number than
+    // the one sent, so the reply could not be matched: such ids are refused, not rounded.
+    match serde_json::from_str::<serde_json::Number>(raw.get()) {
+        Ok(n) if n.as_f64().is_some_and(|v| v.abs() <= MAX_SEQ as f64) => Ok(RequestId::Number(n)),
+        _ => Err(ProtocolError::bad_request(format!("id must be a string or a number between -{MAX_SEQ} and {MAX_SEQ}"))),
+    }
+}
+
+/// A string field; a malformed string (say, a lone surrogate escape) is reported as such.
+fn parse_string(raw: &RawValue, field: &str) -> Result<String, ProtocolError> {
+    serde_json::from_str(raw.get()).map_err(|e| {
+        ProtocolError::bad_request(if raw.get().starts_with('"') {
+            format!("`{field}` is not a valid string: {e}")
+        } else {
+            format!("`{field}` must be a string")
+        })
+    })
 }
 
 fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<ClientFrame, ProtocolError> {
@@ -208,11 +263,15 @@ fn parse_payload(fields: &Fields, config: &Config) -> Result<Payload, ProtocolEr
     match (fields.get("data"), fields.get("batch")) {
         (Some(_), Some(_)) => Err(ProtocolError::bad_request("`data` and `batch` are mutually exclusive")),
         (None, None) => Err(ProtocolError::bad_request("`pub` needs `data` or `batch`")),
-        (Some(data), None) => Ok(Payload::One((*data).to_owned())),
+        (Some(data), None) => {
+            strict_json::check(data.get(), config, "`data`")?;
+            Ok(Payload::One((*data).to_owned()))
+        }
         (None, Some(batch)) => {
             let items: Vec<Box<RawValue>> = serde_json::from_str(batch.get())
                 .map_err(|_| ProtocolError::bad_request("`batch` must be an array of JSON values"))?;
             validate_batch_len(items.len(), config)?;
+            strict_json::check_each(items.iter().map(|item| item.get()), config, "batch")?;
             Ok(Payload::Batch(items))
         }
     }
@@ -241,8 +300,7 @@ pub fn validate_msg_id(msg_id: &str) -> Result<(), ProtocolError> {
 }
 
 fn parse_msg_id(raw: &RawValue) -> Result<String, ProtocolError> {
-    let msg_id: String =
-        serde_json::from_str(raw.get()).map_err(|_| ProtocolError::bad_request("`msgId` must be a string"))?;
+    let msg_id = parse_string(raw, "msgId")?;
     validate_msg_id(&msg_id)?;
     Ok(msg_id)
 }
@@ -263,34 +321,31 @@ fn parse_start(raw: &RawValue) -> Result<StartPosition, ProtocolError> {
 
 /// Durable consumer names follow the subject alphabet.
 fn parse_name(raw: &RawValue, field: &str) -> Result<String, ProtocolError> {
-    let name: String = serde_json::from_str(raw.get())
-        .map_err(|_| ProtocolError::bad_request(format!("`{field}` must be a string")))?;
+    let name = parse_string(raw, field)?;
     validate_subject(&name).map_err(|e| ProtocolError::bad_request(e.message.replacen("subject", field, 1)))?;
     Ok(name)
 }
 
 fn parse_window(raw: &RawValue, config: &Config) -> Result<u32, ProtocolError> {
-    let window = parse_seq(raw, "window", 1)?;
-    if window > config.max_window as u64 {
-        return Err(ProtocolError::bad_request(format!("`window` must be at most {}", config.max_window)));
-    }
-    Ok(window as u32)
+    Ok(parse_integer(raw, "window", 1, config.max_window.into())? as u32)
 }
 
-/// Parses a non-negative integer no smaller than `min` and no larger than [`MAX_SEQ`].
-/// Strings are refused, so `"5"` and `5` are never confused.
+/// A sequence number (or version): an integer from `min` to [`MAX_SEQ`].
 fn parse_seq(raw: &RawValue, field: &str, min: u64) -> Result<u64, ProtocolError> {
-    let value: u64 = serde_json::from_str(raw.get()).map_err(|_| {
-        ProtocolError::bad_request(format!("`{field}` must be an integer between {min} and {MAX_SEQ}"))
-    })?;
-    if value < min || value > MAX_SEQ {
-        return Err(ProtocolError::bad_request(format!("`{field}` must be an integer between {min} and {MAX_SEQ}")));
-    }
-    Ok(value)
+    parse_integer(raw, field, min, MAX_SEQ)
+}
+
+/// Parses an integer from `min` to `max`; the error names both, the real bounds of `field`.
+/// Strings are refused, so `"5"` and `5` are never confused.
+fn parse_integer(raw: &RawValue, field: &str, min: u64, max: u64) -> Result<u64, ProtocolError> {
+    serde_json::from_str::<u64>(raw.get())
+        .ok()
+        .filter(|value| (min..=max).contains(value))
+        .ok_or_else(|| ProtocolError::bad_request(format!("`{field}` must be an integer between {min} and {max}")))
 }
 
 fn parse_state(raw: &RawValue, config: &Config) -> Result<Box<RawValue>, ProtocolError> {
-    crate::state::validate_state_size(raw.get().len(), config)?;
+    crate::state::validate_state(raw.get(), config)?;
     Ok(raw.to_owned())
 }
 
@@ -508,10 +563,74 @@ mod tests {
         assert_eq!(parse(r#"{"op":"info","id":1.5}"#).unwrap().id().unwrap(), &RequestId::Number(serde_json::Number::from_f64(1.5).unwrap()));
         assert_eq!(parse(r#"{"op":"info"}"#).unwrap().id(), None);
         for bad in [r#"{"op":"info","id":null}"#, r#"{"op":"info","id":[1]}"#, r#"{"op":"info","id":true}"#] {
-            assert_eq!(err(bad).error.message, "id must be a string or a number");
+            assert_eq!(err(bad).error.message, "id must be a string or a number between -9007199254740991 and 9007199254740991");
         }
         let long = format!(r#"{{"op":"info","id":"{}"}}"#, "i".repeat(MAX_ID_LEN + 1));
         assert!(err(&long).error.message.contains("at most"));
+        let e = err(r#"{"op":"info","id":"\ud800"}"#);
+        assert!(e.error.message.starts_with("`id` is not a valid string: "), "{}", e.error.message);
+    }
+
+    #[test]
+    fn numeric_ids_beyond_2_pow_53_are_refused_not_rounded() {
+        for (sent, echoed) in [("9007199254740991", "9007199254740991"), ("-9007199254740991", "-9007199254740991"), ("7", "7"), ("1.5", "1.5")] {
+            let id = parse(&format!(r#"{{"op":"info","id":{sent}}}"#)).unwrap().id().cloned();
+            assert_eq!(encode_ok(id.as_ref(), json!({})), format!(r#"{{"op":"ok","id":{echoed}}}"#));
+        }
+        for beyond in ["9007199254740992", "9007199254740993", "-9007199254740992", "18446744073709551616", "1e300", "1e400"] {
+            let e = err(&format!(r#"{{"op":"info","id":{beyond}}}"#));
+            assert_eq!((e.id, e.error.code), (None, ErrorCode::BadRequest), "{beyond}");
+            assert!(e.error.message.contains("between -9007199254740991 and 9007199254740991"), "{beyond}");
+        }
+    }
+
+    #[test]
+    fn repeated_fields_are_refused() {
+        let e = err(r#"{"op":"pub","id":4,"msgId":"a","msgId":"b","data":1}"#);
+        assert_eq!(e.error.message, "field `msgId` is given more than once");
+        assert_eq!((e.id, e.error.code), (Some(RequestId::from(4)), ErrorCode::BadRequest));
+        assert_eq!(err(r#"{"op":"pub","op":"info"}"#).error.message, "field `op` is given more than once");
+        assert_eq!(err(r#"{"op":"ack","seq":1,"seq":1}"#).error.message, "field `seq` is given more than once");
+        let e = err(r#"{"op":"info","id":1,"id":2}"#);
+        assert_eq!((e.id, e.error.message.as_str()), (None, "field `id` is given more than once"));
+    }
+
+    #[test]
+    fn message_data_and_state_must_be_strict_json() {
+        let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(parse(&format!(r#"{{"op":"pub","data":{}}}"#, deep(64))).is_ok());
+        let e = err(&format!(r#"{{"op":"pub","id":"d","data":{}}}"#, deep(65)));
+        assert_eq!(e.id, Some(RequestId::from("d")));
+        assert!(e.error.message.starts_with("`data`: arrays and objects nested more than 64 deep"), "{}", e.error.message);
+        let e = err(&format!(r#"{{"op":"pub","data":{}}}"#, deep(100_000)));
+        assert!(e.error.message.contains("nested more than 64 deep"));
+        assert!(err(r#"{"op":"pub","data":1e400}"#).error.message.starts_with("`data`: number 1e400 is out of range"));
+        assert!(err(r#"{"op":"pub","data":"\ud800"}"#).error.message.contains("lone UTF-16 surrogate"));
+        assert!(err(r#"{"op":"pub","data":{"k":1,"k":2}}"#).error.message.contains("duplicate key \"k\""));
+        let e = err(r#"{"op":"pub","batch":[1,{"a":[1e999]}]}"#);
+        assert!(e.error.message.starts_with("`batch[1]`: number 1e999 is out of range"), "{}", e.error.message);
+        let e = err(r#"{"op":"state.put","id":8,"state":{"a":"\udfff"}}"#);
+        assert_eq!(e.id, Some(RequestId::from(8)));
+        assert!(e.error.message.starts_with("`state`: escape \\udfff is a lone UTF-16 surrogate"), "{}", e.error.message);
+        let shallow = Config { max_json_depth: 1, ..Config::default() };
+        assert!(parse_client_frame(r#"{"op":"pub","data":[1]}"#, &shallow).is_ok());
+        assert!(parse_client_frame(r#"{"op":"pub","data":[[1]]}"#, &shallow).is_err());
+    }
+
+    #[test]
+    fn messages_at_the_deepest_allowed_depth_decode_in_every_envelope() {
+        let depth = crate::config::MAX_JSON_DEPTH_LIMIT as usize;
+        let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        let config = Config { max_json_depth: depth, ..Config::default() };
+        assert!(parse_client_frame(&format!(r#"{{"op":"pub","data":{data}}}"#), &config).is_ok());
+        let message = OutgoingMessage { seq: 1, ts: 1, data: &data };
+        let frame = encode_messages(&[message, message], false);
+        assert!(matches!(ServerFrame::parse(&frame), Ok(ServerFrame::Msgs { .. })));
+        assert!(serde_json::from_str::<serde_json::Value>(&encode_page(&[message], 2, 1)).is_ok());
+        // One level more and serde_json's default limit refuses the envelope.
+        let deeper = format!("[{data}]");
+        let message = OutgoingMessage { seq: 1, ts: 1, data: &deeper };
+        assert!(serde_json::from_str::<serde_json::Value>(&encode_page(&[message], 2, 1)).is_err());
     }
 
     #[test]
@@ -544,8 +663,13 @@ mod tests {
         assert_eq!(window, Some(50));
         assert!(err(r#"{"op":"sub","consumer":"a/b"}"#).error.message.starts_with("consumer may only contain"));
         assert!(err(r#"{"op":"sub","consumer":""}"#).error.message.contains("consumer must be 1 to 128"));
-        assert!(err(r#"{"op":"sub","window":0}"#).error.message.contains("`window`"));
-        assert!(err(r#"{"op":"sub","window":10001}"#).error.message.contains("at most 10000"));
+        for bad in ["0", "10001", "-1", "1.5", "\"5\"", "9007199254740992"] {
+            let e = err(&format!(r#"{{"op":"sub","window":{bad}}}"#));
+            assert_eq!(e.error.message, "`window` must be an integer between 1 and 10000", "{bad}");
+        }
+        let small = Config { max_window: 20, default_window: 10, ..Config::default() };
+        let e = parse_client_frame(r#"{"op":"sub","window":21}"#, &small).unwrap_err();
+        assert_eq!(e.error.message, "`window` must be an integer between 1 and 20");
     }
 
     #[test]

@@ -19,9 +19,10 @@ pub struct ReadParams {
 }
 
 fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ProtocolError> {
-    value
-        .parse::<u64>()
-        .ok()
+    // Digits only: u64's parser would also accept a leading '+'.
+    Some(value)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse::<u64>().ok())
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| ProtocolError::bad_request(format!("`{name}` must be an integer between {min} and {max}")))
 }
@@ -35,14 +36,31 @@ fn is_shared(name: &str) -> bool {
     name == "apiKey"
 }
 
+/// The refusal of a parameter given twice (`?from=1&from=2`): it has no one meaning, and a
+/// proxy or cache in front of the server might read the other copy. Shared with the files API.
+pub fn repeated_parameter(name: &str) -> ProtocolError {
+    ProtocolError::bad_request(format!("query parameter `{name}` is given more than once"))
+}
+
+/// The route's own parameters: shared ones left out, each name at most once.
+fn route_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<(&'a str, &'a str)>, ProtocolError> {
+    let mut params: Vec<(&str, &str)> = Vec::new();
+    for (name, value) in pairs.into_iter().filter(|(name, _)| !is_shared(name)) {
+        if params.iter().any(|(seen, _)| *seen == name) {
+            return Err(repeated_parameter(name));
+        }
+        params.push((name, value));
+    }
+    Ok(params)
+}
+
 pub fn parse_read_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<ReadParams, ProtocolError> {
     let mut params = ReadParams { from: None, limit: DEFAULT_PAGE_LIMIT, wait_ms: 0 };
-    for (name, value) in pairs {
+    for (name, value) in route_params(pairs)? {
         match name {
             "from" => params.from = Some(number(name, value, 0, MAX_SEQ)?),
             "limit" => params.limit = number(name, value, 1, MAX_PAGE_LIMIT as u64)? as usize,
             "wait" => params.wait_ms = number(name, value, 0, MAX_WAIT_SECONDS)? * 1000,
-            _ if is_shared(name) => {}
             _ => return Err(unknown(name)),
         }
     }
@@ -52,10 +70,9 @@ pub fn parse_read_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>
 /// `DELETE /v1/stream/{subject}/messages?upto=N`.
 pub fn parse_upto<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Seq, ProtocolError> {
     let mut upto = None;
-    for (name, value) in pairs {
+    for (name, value) in route_params(pairs)? {
         match name {
             "upto" => upto = Some(number(name, value, 0, MAX_SEQ)?),
-            _ if is_shared(name) => {}
             _ => return Err(unknown(name)),
         }
     }
@@ -65,12 +82,11 @@ pub fn parse_upto<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
 /// `POST /v1/stream/{subject}?batch=1`: whether the body is an array of messages.
 pub fn parse_publish_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<bool, ProtocolError> {
     let mut batch = false;
-    for (name, value) in pairs {
+    for (name, value) in route_params(pairs)? {
         match (name, value) {
             ("batch", "1" | "true") => batch = true,
             ("batch", "0" | "false") => batch = false,
             ("batch", _) => return Err(ProtocolError::bad_request("`batch` must be 1, true, 0 or false")),
-            _ if is_shared(name) => {}
             _ => return Err(unknown(name)),
         }
     }
@@ -107,11 +123,22 @@ mod tests {
             parse_read_params([("from", "5"), ("limit", "1000"), ("wait", "60"), ("apiKey", "k")]).unwrap(),
             ReadParams { from: Some(5), limit: 1000, wait_ms: 60_000 }
         );
-        for (name, bad) in [("from", "-1"), ("from", "x"), ("from", "9007199254740992"), ("limit", "0"), ("limit", "1001"), ("limit", ""), ("wait", "61"), ("wait", "1.5")] {
+        for (name, bad) in [("from", "-1"), ("from", "x"), ("from", "9007199254740992"), ("limit", "0"), ("limit", "1001"), ("limit", ""), ("wait", "61"), ("wait", "1.5"), ("from", "+5"), ("limit", " 5")] {
             let e = parse_read_params([(name, bad)]).unwrap_err();
             assert!(e.message.contains(&format!("`{name}`")), "{name}={bad}: {}", e.message);
         }
         assert_eq!(parse_read_params([("form", "1")]).unwrap_err().message, "unknown query parameter `form`");
+    }
+
+    #[test]
+    fn repeated_parameters_are_refused() {
+        let repeated = "query parameter `from` is given more than once";
+        assert_eq!(parse_read_params([("from", "1"), ("limit", "5"), ("from", "2")]).unwrap_err().message, repeated);
+        assert_eq!(parse_read_params([("from", "1"), ("from", "1")]).unwrap_err().message, repeated);
+        assert!(parse_upto([("upto", "1"), ("upto", "2")]).unwrap_err().message.contains("`upto` is given more than once"));
+        assert!(parse_publish_params([("batch", "1"), ("batch", "0")]).unwrap_err().message.contains("`batch` is given more than once"));
+        // The key may be repeated (authentication checks that the copies agree).
+        assert_eq!(parse_upto([("apiKey", "k"), ("upto", "3"), ("apiKey", "k")]).unwrap(), 3);
     }
 
     #[test]

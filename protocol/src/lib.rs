@@ -14,6 +14,7 @@ pub mod http_params;
 pub mod retention;
 pub mod sequence;
 pub mod state;
+pub mod strict_json;
 pub mod subject;
 pub mod subscription;
 pub mod wakeup;

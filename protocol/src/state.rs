@@ -3,15 +3,17 @@
 use crate::config::Config;
 use crate::error::ProtocolError;
 
-/// Refuses a state document larger than the configured limit.
-pub fn validate_state_size(len: usize, config: &Config) -> Result<(), ProtocolError> {
+/// Refuses a state document larger than the configured limit, or not strict JSON
+/// ([`strict_json`](crate::strict_json): it is read by the same clients as messages).
+pub fn validate_state(text: &str, config: &Config) -> Result<(), ProtocolError> {
+    let len = text.len();
     if len > config.max_state_bytes {
         return Err(ProtocolError::too_large(format!(
             "state is {len} bytes; the limit is {}",
             config.max_state_bytes
         )));
     }
-    Ok(())
+    crate::strict_json::check(text, config, "`state`")
 }
 
 /// The version a write produces, or `conflict` when the writer expected another version.
@@ -43,7 +45,16 @@ mod tests {
     #[test]
     fn size_is_bounded() {
         let config = Config { max_state_bytes: 8, ..Config::default() };
-        assert!(validate_state_size(8, &config).is_ok());
-        assert_eq!(validate_state_size(9, &config).unwrap_err().code, ErrorCode::TooLarge);
+        assert!(validate_state("\"123456\"", &config).is_ok());
+        assert_eq!(validate_state("\"1234567\"", &config).unwrap_err().code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn state_is_strict_json() {
+        let config = Config::default();
+        let e = validate_state(r#"{"a":1,"a":2}"#, &config).unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(e.message.starts_with("`state`: duplicate key \"a\""), "{}", e.message);
+        assert!(validate_state("[1e400]", &config).unwrap_err().message.contains("out of range"));
     }
 }

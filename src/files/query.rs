@@ -51,7 +51,8 @@ where
 }
 
 fn duplicate(name: &str) -> ProtocolError {
-    ProtocolError::bad_request(format!("query parameter {name} is given more than once"))
+    // The same rule and wording as the stream API's parameters.
+    durable_stream_protocol::http_params::repeated_parameter(name)
 }
 
 fn parse_limit(value: &str) -> Result<u32, ProtocolError> {

@@ -8,8 +8,8 @@ use durable_stream_protocol::frame::{encode_page, validate_batch_len, validate_m
 use durable_stream_protocol::http_params::{
     parse_if_match, parse_publish_params, parse_read_params, parse_upto, state_etag, ReadParams,
 };
-use durable_stream_protocol::state::validate_state_size;
-use durable_stream_protocol::{ErrorCode, ProtocolError};
+use durable_stream_protocol::state::validate_state;
+use durable_stream_protocol::{strict_json, ErrorCode, ProtocolError};
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
@@ -55,17 +55,21 @@ impl Subject {
         if let Some(msg_id) = msg_id.as_deref() {
             validate_msg_id(msg_id)?;
         }
-        let max_bytes = self.with_core(None, |core| core.config.max_frame_bytes)?;
-        let body = read_body(req, max_bytes).await?;
-        let messages: Vec<&RawValue> = if batch {
+        let config = self.with_core(None, |core| core.config.clone())?;
+        let body = read_body(req, config.max_frame_bytes).await?;
+        let texts: Vec<&str> = if batch {
             let items: Vec<&RawValue> = serde_json::from_str(&body)
                 .map_err(|_| ProtocolError::bad_request("with ?batch=1 the body must be a JSON array of messages"))?;
-            self.with_core(None, |core| validate_batch_len(items.len(), &core.config))??;
-            items
+            validate_batch_len(items.len(), &config)?;
+            let texts: Vec<&str> = items.iter().map(|m| m.get()).collect();
+            strict_json::check_each(texts.iter().copied(), &config, "body")?;
+            texts
         } else {
-            vec![serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("body is not JSON: {e}")))?]
+            let message: &RawValue =
+                serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("body is not JSON: {e}")))?;
+            strict_json::check(message.get(), &config, "body")?;
+            vec![message.get()]
         };
-        let texts: Vec<&str> = messages.iter().map(|m| m.get()).collect();
         let (published, wakeup) = self.with_core(None, |core| -> Result<_, Failure> {
             let now = now_ms();
             let published = publish::store(core, &texts, msg_id.as_deref(), now)?;
@@ -148,11 +152,11 @@ impl Subject {
             Some(header) => parse_if_match(&header)?,
             None => None,
         };
-        let max_bytes = self.with_core(None, |core| core.config.max_state_bytes)?;
-        let body = read_body(req, max_bytes).await?;
-        validate_state_size(body.len(), &self.with_core(None, |core| core.config.clone())?)?;
+        let config = self.with_core(None, |core| core.config.clone())?;
+        let body = read_body(req, config.max_state_bytes).await?;
         let document: &RawValue =
             serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("state is not JSON: {e}")))?;
+        validate_state(document.get(), &config)?;
         match self.with_core(None, |core| state::put(core, document.get(), expected))? {
             Ok(version) => {
                 let mut response = json_response(200, &json!({ "version": version }))?;

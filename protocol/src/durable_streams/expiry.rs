@@ -1,7 +1,7 @@
 //! Stream lifetime: `Stream-TTL` (seconds of idleness, renewed by reads and writes but not by
 //! HEAD) or `Stream-Expires-At` (an absolute RFC 3339 time), never both.
 
-use super::parse_strict_uint;
+use super::parse_header_uint;
 use crate::error::ProtocolError;
 
 /// The lifetime a create asked for.
@@ -16,13 +16,7 @@ pub fn parse_lifetime(ttl: Option<&str>, expires_at: Option<&str>) -> Result<Lif
     if ttl.is_some() && expires_at.is_some() {
         return Err(ProtocolError::bad_request("give Stream-TTL or Stream-Expires-At, not both"));
     }
-    let ttl_seconds = ttl
-        .map(|v| {
-            parse_strict_uint(v).ok_or_else(|| {
-                ProtocolError::bad_request(format!("Stream-TTL must be a whole number of seconds, got {v:?}"))
-            })
-        })
-        .transpose()?;
+    let ttl_seconds = ttl.map(|v| parse_header_uint("Stream-TTL", v)).transpose()?;
     let expires_at = expires_at
         .map(|v| {
             parse_rfc3339_ms(v.trim())

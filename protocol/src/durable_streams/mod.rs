@@ -46,6 +46,16 @@ pub fn parse_strict_uint(value: &str) -> Option<u64> {
     value.parse::<u64>().ok().filter(|n| *n <= crate::MAX_SEQ)
 }
 
+/// [`parse_strict_uint`] for a header, with an error that names the header and the real bound.
+pub fn parse_header_uint(header: &str, value: &str) -> Result<u64, ProtocolError> {
+    parse_strict_uint(value).ok_or_else(|| {
+        ProtocolError::bad_request(format!(
+            "{header} must be an integer from 0 to {} (no sign or leading zeros), got {value:?}",
+            crate::MAX_SEQ
+        ))
+    })
+}
+
 /// `Stream-Closed`: `true` or `false` (any case); absent means false.
 pub fn parse_closed(value: Option<&str>) -> Result<bool, ProtocolError> {
     match value.map(str::trim) {
@@ -81,6 +91,11 @@ mod tests {
         for bad in ["", "00060", "+60", "60.5", "1e3", "-1", "0x1", " 1", "1abc", "99999999999999999"] {
             assert_eq!(parse_strict_uint(bad), None, "{bad:?}");
         }
+        assert_eq!(parse_header_uint("Producer-Seq", "9007199254740991").unwrap(), 9007199254740991);
+        assert_eq!(
+            parse_header_uint("Producer-Seq", "9007199254740992").unwrap_err().message,
+            "Producer-Seq must be an integer from 0 to 9007199254740991 (no sign or leading zeros), got \"9007199254740992\""
+        );
     }
 
     #[test]

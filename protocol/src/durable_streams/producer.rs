@@ -3,7 +3,7 @@
 //! grows by one per accepted append, a repeat of an accepted seq is a duplicate (acknowledged,
 //! not stored again) and a jump is a gap.
 
-use super::parse_strict_uint;
+use super::parse_header_uint;
 use crate::error::ProtocolError;
 
 /// The three producer headers of one request, validated.
@@ -31,11 +31,8 @@ pub fn parse_headers(id: Option<&str>, epoch: Option<&str>, seq: Option<&str>) -
     if id.is_empty() || id.len() > MAX_PRODUCER_ID_LEN {
         return Err(ProtocolError::bad_request(format!("Producer-Id must be 1 to {MAX_PRODUCER_ID_LEN} bytes")));
     }
-    let number = |name: &str, value: &str| {
-        parse_strict_uint(value)
-            .ok_or_else(|| ProtocolError::bad_request(format!("{name} must be a non-negative integer, got {value:?}")))
-    };
-    Ok(Some(ProducerHeaders { id: id.to_owned(), epoch: number("Producer-Epoch", epoch)?, seq: number("Producer-Seq", seq)? }))
+    let (epoch, seq) = (parse_header_uint("Producer-Epoch", epoch)?, parse_header_uint("Producer-Seq", seq)?);
+    Ok(Some(ProducerHeaders { id: id.to_owned(), epoch, seq }))
 }
 
 /// What the stream remembers of a producer.

@@ -7,6 +7,7 @@ use crate::subject::{now_ms, Core, Subject};
 use durable_stream_protocol::durable_streams::headers as h;
 use durable_stream_protocol::durable_streams::offset::{self, ReadFrom};
 use durable_stream_protocol::durable_streams::cursor::next_cursor;
+use durable_stream_protocol::http_params::repeated_parameter;
 use durable_stream_protocol::{ProtocolError, Seq};
 use futures_channel::mpsc::UnboundedReceiver;
 use futures_util::future::{select, Either};
@@ -35,9 +36,18 @@ fn parse_read(req: &Request) -> DsResult<ReadRequest> {
     let url = req.url()?;
     let pairs: Vec<(String, String)> = url.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
     let values = |name: &'static str| pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str());
+    // Like the native API: a parameter given twice is refused, not first-wins.
+    let single = |name: &'static str| -> Result<Option<&str>, ProtocolError> {
+        let mut given = values(name);
+        let first = given.next();
+        match given.next() {
+            Some(_) => Err(repeated_parameter(name)),
+            None => Ok(first),
+        }
+    };
     let offsets: Vec<&str> = values("offset").collect();
     let from = offset::parse_read_from(offsets.iter().copied())?;
-    let live = match values("live").next() {
+    let live = match single("live")? {
         None => Live::No,
         Some("long-poll") => Live::LongPoll,
         Some("sse") => Live::Sse,
@@ -49,7 +59,7 @@ fn parse_read(req: &Request) -> DsResult<ReadRequest> {
     Ok(ReadRequest {
         from,
         live,
-        cursor: values("cursor").next().map(str::to_owned),
+        cursor: single("cursor")?.map(str::to_owned),
         if_none_match: req.headers().get("if-none-match")?,
         start_label: offsets.first().map_or("-1", |o| o).to_owned(),
     })

@@ -9,8 +9,8 @@ use durable_stream_protocol::durable_streams::create::{fork_lifetime, StreamConf
 use durable_stream_protocol::durable_streams::expiry::{parse_lifetime, parse_rfc3339_ms, Lifetime};
 use durable_stream_protocol::durable_streams::headers as h;
 use durable_stream_protocol::durable_streams::producer::{self, ProducerDecision, ProducerHeaders, ProducerState};
-use durable_stream_protocol::durable_streams::{base64, check_stream_seq, content_type, name, offset, parse_closed, parse_strict_uint};
-use durable_stream_protocol::{sequence, ErrorCode, ProtocolError, Seq};
+use durable_stream_protocol::durable_streams::{base64, check_stream_seq, content_type, name, offset, parse_closed, parse_header_uint};
+use durable_stream_protocol::{sequence, strict_json, ErrorCode, ProtocolError, Seq};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -75,6 +75,7 @@ async fn read_bytes(req: &mut Request, limit: usize) -> DsResult<Vec<u8>> {
 }
 
 /// The JSON values of a body: an array contributes its elements, anything else is one value.
+/// Each value is a message of the subject, so it must be strict JSON like any other.
 fn json_values<'a>(core: &Core, body: &'a [u8], allow_empty: bool) -> DsResult<Vec<&'a str>> {
     if body.is_empty() && allow_empty {
         return Ok(Vec::new());
@@ -84,8 +85,11 @@ fn json_values<'a>(core: &Core, body: &'a [u8], allow_empty: bool) -> DsResult<V
         serde_json::from_str(text).map_err(|e| ProtocolError::bad_request(format!("body is not JSON: {e}")))?;
     let values: Vec<&str> = if value.get().starts_with('[') {
         let items: Vec<&RawValue> = serde_json::from_str(value.get()).map_err(|e| ProtocolError::bad_request(e.to_string()))?;
-        items.into_iter().map(RawValue::get).collect()
+        let values: Vec<&str> = items.into_iter().map(RawValue::get).collect();
+        strict_json::check_each(values.iter().copied(), &core.config, "body")?;
+        values
     } else {
+        strict_json::check(value.get(), &core.config, "body")?;
         vec![value.get()]
     };
     if values.is_empty() && !allow_empty {
@@ -297,8 +301,7 @@ impl Subject {
             return Err(ProtocolError::bad_request("a stream cannot be forked from itself").into());
         }
         let fork_sub_offset = match sub_offset {
-            Some(v) => parse_strict_uint(v.trim())
-                .ok_or_else(|| ProtocolError::bad_request(format!("Stream-Fork-Sub-Offset must be a non-negative integer, got {v:?}")))?,
+            Some(v) => parse_header_uint(h::FORK_SUB_OFFSET, v.trim())?,
             None => 0,
         };
         let fork_offset = fork_offset.map(|v| offset::parse(v.trim())).transpose()?;
