@@ -12,6 +12,7 @@ use crate::subject::validate_subject;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -123,10 +124,13 @@ impl<'de> Deserialize<'de> for FrameFields<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut frame = FrameFields { fields: Fields::new(), repeated: None };
                 while let Some((name, value)) = map.next_entry::<String, &'de RawValue>()? {
-                    if frame.fields.contains_key(&name) {
-                        frame.repeated.get_or_insert(name);
-                    } else {
-                        frame.fields.insert(name, value);
+                    match frame.fields.entry(name) {
+                        Entry::Occupied(field) => {
+                            frame.repeated.get_or_insert_with(|| field.key().clone());
+                        }
+                        Entry::Vacant(field) => {
+                            field.insert(value);
+                        }
                     }
                 }
                 Ok(frame)
