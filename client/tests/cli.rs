@@ -333,6 +333,24 @@ async fn failed_downloads_leave_an_existing_file_untouched() {
     std::fs::write(&source, "replacement").unwrap();
     ok(&server, &["files", "put", &key, source.to_str().unwrap()]).await;
     std::fs::remove_file(&source).unwrap();
+
+    // A target that cannot be written is named as given, not by the temporary file.
+    let no_dir = dir.path().join("no-such-dir").join("copy.txt");
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, no_dir.to_str().unwrap()])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, format!("dstream: cannot write {}: its directory does not exist\n", no_dir.display()));
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, "./"])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, "dstream: cannot write ./: it does not name a file; give a file path\n");
+    std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+    let a_dir = dir.path().join("a-dir");
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, a_dir.to_str().unwrap()])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, format!("dstream: cannot write {}: it is a directory; give a file path\n", a_dir.display()));
+    assert!(names_in(&a_dir).is_empty(), "no temporary file is left");
+    std::fs::remove_dir(&a_dir).unwrap();
+    untouched();
+
     ok(&server, &["files", "get", &key, target_arg]).await;
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "replacement");
     assert_eq!(names_in(dir.path()), ["existing.txt"]);
