@@ -253,8 +253,11 @@ fn main() -> ExitCode {
 /// do about it.
 fn describe(e: &Error, server: &str, timeout: u64) -> String {
     match e {
-        Error::Connect { url, source } if refused(&**source) => {
+        Error::Connect { url, source } if caused_by(&**source, std::io::ErrorKind::ConnectionRefused) => {
             format!("cannot connect to {url}: connection refused — is the server running? (./scripts/dev.sh)")
+        }
+        Error::Connect { source, .. } if caused_by(&**source, std::io::ErrorKind::TimedOut) => {
+            format!("{e} — is the server busy or still starting? Otherwise check the server URL (--url or DSTREAM_URL)")
         }
         Error::Connect { .. } => format!("{e} — check the server URL (--url or DSTREAM_URL)"),
         Error::Unauthorized(_) => format!("{e} (from {server}) — check the API key (DSTREAM_API_KEY or --api-key)"),
@@ -269,11 +272,12 @@ fn describe(e: &Error, server: &str, timeout: u64) -> String {
     }
 }
 
-/// Whether a connection was refused: nothing listens at the address.
-fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an I/O error of this kind is in the chain: `ConnectionRefused` (nothing listens at
+/// the address), `TimedOut` (something does, but it did not answer in time).
+fn caused_by(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
     let mut cause = Some(e);
     while let Some(error) = cause {
-        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == kind) {
             return true;
         }
         cause = error.source();
@@ -526,6 +530,9 @@ mod tests {
         );
         let timed_out = describe(&connect(std::io::ErrorKind::TimedOut), "http://h:1", 30);
         assert!(timed_out.starts_with("cannot connect to ws://h:1/v1/stream/x: timed out") && timed_out.ends_with("(--url or DSTREAM_URL)"), "{timed_out}");
+        assert!(timed_out.contains("— is the server busy or still starting?"), "{timed_out}");
+        let unreachable = describe(&connect(std::io::ErrorKind::HostUnreachable), "http://h:1", 30);
+        assert!(unreachable.ends_with("— check the server URL (--url or DSTREAM_URL)"), "{unreachable}");
         let unauthorized = describe(&Error::Unauthorized("missing or wrong API key".into()), "http://h:1", 30);
         assert!(unauthorized.contains("DSTREAM_API_KEY or --api-key"), "{unauthorized}");
         assert!(describe(&Error::Timeout, "http://h:1", 7).contains("within 7 s"));
