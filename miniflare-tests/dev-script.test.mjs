@@ -1,6 +1,7 @@
 // scripts/dev.sh, as a newcomer runs it: the caller's wrangler flags (--port, --persist-to, --var)
 // pass through without clashing with dev.sh's defaults, the server answers on the chosen port
-// with its data in the chosen directory, and a second start does not rebuild the Worker.
+// with its data in the chosen directory, a second start does not rebuild the Worker, and a busy
+// port is refused at once instead of being announced as the new server.
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -24,8 +25,8 @@ function freePort() {
   });
 }
 
-/** Runs `scripts/dev.sh ...args` and waits until it has printed its next steps. */
-async function startDevScript(args) {
+/** Spawns `scripts/dev.sh ...args` in its own process group, collecting what it prints. */
+function spawnDevScript(args) {
   const child = spawn("bash", ["scripts/dev.sh", ...args], {
     cwd: ROOT,
     detached: true,
@@ -35,6 +36,12 @@ async function startDevScript(args) {
   let output = "";
   child.stdout.on("data", (chunk) => { output += chunk; });
   child.stderr.on("data", (chunk) => { output += chunk; });
+  return { child, output: () => output };
+}
+
+/** Runs `scripts/dev.sh ...args` and waits until it has printed its next steps. */
+async function startDevScript(args) {
+  const { child, output } = spawnDevScript(args);
   let exited = false;
   const exit = new Promise((resolve) => child.once("exit", () => { exited = true; resolve(); }));
   const stop = async () => {
@@ -44,14 +51,14 @@ async function startDevScript(args) {
     if (!exited) process.kill(-child.pid, "SIGKILL");
   };
   const deadline = Date.now() + START_TIMEOUT_MS;
-  while (!output.includes("Try this next")) {
+  while (!output().includes("Try this next")) {
     if (exited || Date.now() > deadline) {
       await stop();
-      assert.fail(`dev.sh ${args.join(" ")} did not start:\n${output}`);
+      assert.fail(`dev.sh ${args.join(" ")} did not start:\n${output()}`);
     }
     await sleep(250);
   }
-  return { output: () => output, stop };
+  return { output, stop };
 }
 
 const apiKey = () => readFileSync(join(ROOT, ".dev.vars"), "utf8").match(/^API_KEY=(.*)$/m)[1];
@@ -91,5 +98,24 @@ test("--var overrides a wrangler.toml variable, and a second start reuses the bu
     assert.doesNotMatch(dev.output(), /building the Worker/);
   } finally {
     await dev.stop();
+  }
+});
+
+test("a port that is already in use is refused before anything starts, not announced as serving", { timeout: 60_000 }, async () => {
+  // Anything that accepts connections (here a server that never answers) would pass the
+  // readiness check; wrangler itself fails on the busy port only later.
+  const busy = createServer(() => {});
+  await new Promise((resolve) => busy.listen(0, "127.0.0.1", resolve));
+  const { port } = busy.address();
+  try {
+    const { child, output: printed } = spawnDevScript(["--port", String(port), "--persist-to", tempDir("dev-script-")]);
+    const code = await new Promise((resolve) => child.once("exit", resolve));
+    const output = printed();
+    assert.equal(code, 1, output);
+    assert.match(output, new RegExp(`127\\.0\\.0\\.1:${port} is already in use`));
+    assert.match(output, new RegExp(`--port ${port + 1}`));
+    assert.doesNotMatch(output, /durable-stream is serving|⛅️|Starting local server|installing|building/);
+  } finally {
+    busy.close();
   }
 });

@@ -64,7 +64,9 @@ test("Idempotency-Key makes a publish happen once", async () => {
 test("bad publish bodies get 400 or 413 and store nothing", async () => {
   const s = uniqueSubject("badpub");
   assertError(await call("POST", `/v1/stream/${s}`, { body: "{nope" }), 400, "bad_request", /not JSON/);
-  assertError(await call("POST", `/v1/stream/${s}`, { body: "" }), 400, "bad_request");
+  // An empty body (curl -X POST without -d) says so, and what to send.
+  assertError(await call("POST", `/v1/stream/${s}`, { body: "" }), 400, "bad_request", /^body is empty: the message must be JSON, e\.g\. \{"order":17\}$/);
+  assertError(await call("POST", `/v1/stream/${s}`, { body: " \n" }), 400, "bad_request", /^body is empty/);
   assertError(await call("POST", `/v1/stream/${s}?batch=1`, { body: '{"a":1}' }), 400, "bad_request", /array/);
   assertError(await call("POST", `/v1/stream/${s}?batch=1`, { body: "[]" }), 400, "bad_request", /empty/);
   assertError(await call("POST", `/v1/stream/${s}?batch=1`, { body: JSON.stringify(Array(1001).fill(1)) }), 413, "too_large", /1000/);
@@ -198,6 +200,7 @@ test("state: ETag, If-Match compare-and-set, 412 on a stale version", async () =
   const got = await call("GET", `/v1/stream/${s}/state`);
   assert.deepEqual([got.json, got.headers.get("etag")], [{ cursor: "d" }, '"3"']);
   assertError(await call("PUT", `/v1/stream/${s}/state`, { body: "{bad" }), 400, "bad_request", /not JSON/);
+  assertError(await call("PUT", `/v1/stream/${s}/state`, { body: "" }), 400, "bad_request", /^body is empty: the state must be JSON/);
   assertError(await call("PUT", `/v1/stream/${s}/state`, { body: "1", headers: { "if-match": "three" } }), 400, "bad_request", /If-Match/);
   assertError(await call("PUT", `/v1/stream/${s}/state`, { body: JSON.stringify("x".repeat(70_000)) }), 413, "too_large");
   // The WebSocket side sees the same document and version.

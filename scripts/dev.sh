@@ -28,6 +28,24 @@ defaults=()
 [ -n "$ip_given" ] || defaults+=(--ip "$ip")
 [ -n "$port_given" ] || defaults+=(--port "$port")
 
+case $ip in
+  0.0.0.0 | '*') host=127.0.0.1 ;;
+  ::) host='[::1]' ;;
+  *:*) host="[$ip]" ;;
+  *) host=$ip ;;
+esac
+url="$scheme://$host:$port"
+
+# Something already answering there (often an earlier dev.sh) would answer the readiness check
+# below, and this script would announce a server that never started: wrangler fails on the
+# busy port only later.
+if [ "$(curl -sk -o /dev/null --max-time 2 -w '%{num_connects}' "$url/" 2>/dev/null || true)" = 1 ]; then
+  echo "dev.sh: $host:$port is already in use (another ./scripts/dev.sh or wrangler dev?)." >&2
+  [[ $port =~ ^[0-9]+$ ]] && other=$((port + 1)) || other=8788
+  echo "        Stop that one, or pick another port: ./scripts/dev.sh --port $other" >&2
+  exit 1
+fi
+
 ensure_node_modules
 created_dev_vars=
 if [ ! -f .dev.vars ]; then
@@ -38,13 +56,6 @@ fi
 # so that progress and failures read the same as in test.sh.
 bash scripts/build-worker.sh
 
-case $ip in
-  0.0.0.0 | '*') host=127.0.0.1 ;;
-  ::) host='[::1]' ;;
-  *:*) host="[$ip]" ;;
-  *) host=$ip ;;
-esac
-url="$scheme://$host:$port"
 
 print_next_steps() {
   local key

@@ -159,6 +159,22 @@ async fn errors_exit_non_zero_with_the_reason_and_what_to_do() {
     assert_eq!(code, Some(1));
     assert!(stderr.starts_with("dstream: the message is not valid JSON ("), "{stderr}");
 
+    // A key given twice is refused, not reduced to its last value and published.
+    let twice = unique_subject("cli-twice");
+    let (code, stderr) = failure(&mut dstream(&server, &["pub", &twice, r#"{"a":1,"a":2}"#])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.starts_with(r#"dstream: the message is not valid JSON (key "a" is given twice in one object"#), "{stderr}");
+    let mut lines = dstream(&server, &["pub", &twice, "-"]);
+    lines.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut publisher = lines.spawn().unwrap();
+    publisher.stdin.take().unwrap().write_all(b"{\"b\":1}\n{\"b\":1,\"b\":2}\n").await.unwrap();
+    let published = publisher.wait_with_output().await.unwrap();
+    assert_eq!(published.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&published.stderr);
+    assert!(stderr.starts_with(r#"dstream: line 2 is not valid JSON (key "b" is given twice"#), "{stderr}");
+    let info: Value = serde_json::from_str(&ok(&server, &["info", &twice]).await).unwrap();
+    assert_eq!(info["last"], 0, "nothing was published: {info}");
+
     let (code, stderr) = failure(&mut dstream(&server, &["files", "put", "k", "./no-such-file"])).await;
     assert_eq!(code, Some(1));
     assert!(stderr.starts_with("dstream: cannot read ./no-such-file: "), "{stderr}");
@@ -317,6 +333,24 @@ async fn failed_downloads_leave_an_existing_file_untouched() {
     std::fs::write(&source, "replacement").unwrap();
     ok(&server, &["files", "put", &key, source.to_str().unwrap()]).await;
     std::fs::remove_file(&source).unwrap();
+
+    // A target that cannot be written is named as given, not by the temporary file.
+    let no_dir = dir.path().join("no-such-dir").join("copy.txt");
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, no_dir.to_str().unwrap()])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, format!("dstream: cannot write {}: its directory does not exist\n", no_dir.display()));
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, "./"])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, "dstream: cannot write ./: it does not name a file; give a file path\n");
+    std::fs::create_dir(dir.path().join("a-dir")).unwrap();
+    let a_dir = dir.path().join("a-dir");
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "get", &key, a_dir.to_str().unwrap()])).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr, format!("dstream: cannot write {}: it is a directory; give a file path\n", a_dir.display()));
+    assert!(names_in(&a_dir).is_empty(), "no temporary file is left");
+    std::fs::remove_dir(&a_dir).unwrap();
+    untouched();
+
     ok(&server, &["files", "get", &key, target_arg]).await;
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "replacement");
     assert_eq!(names_in(dir.path()), ["existing.txt"]);

@@ -57,6 +57,9 @@ impl Subject {
         }
         let config = self.with_core(None, |core| core.config.clone())?;
         let body = read_body(req, config.max_frame_bytes).await?;
+        if !batch && body.trim().is_empty() {
+            return Err(ProtocolError::bad_request(r#"body is empty: the message must be JSON, e.g. {"order":17}"#).into());
+        }
         let texts: Vec<&str> = if batch {
             let items: Vec<&RawValue> = serde_json::from_str(&body)
                 .map_err(|_| ProtocolError::bad_request("with ?batch=1 the body must be a JSON array of messages"))?;
@@ -154,6 +157,9 @@ impl Subject {
         };
         let config = self.with_core(None, |core| core.config.clone())?;
         let body = read_body(req, config.max_state_bytes).await?;
+        if body.trim().is_empty() {
+            return Err(ProtocolError::bad_request(r#"body is empty: the state must be JSON, e.g. {"cursor":"abc"}"#).into());
+        }
         let document: &RawValue =
             serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("state is not JSON: {e}")))?;
         validate_state(document.get(), &config)?;

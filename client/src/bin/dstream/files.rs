@@ -148,14 +148,14 @@ pub async fn run(client: &Client, command: FilesCommand) -> Result<(), Failure> 
 /// Downloads into `path` through a temporary file, so that a failed or interrupted download
 /// leaves whatever was at `path` as it was.
 async fn download_to(client: &Client, key: &str, path: &Path, range: Option<ByteRange>, bar: &ProgressBar) -> Result<(), Failure> {
-    let mut file = AtomicFile::create(path).await?;
+    let mut file = AtomicFile::create(path).await.map_err(|e| cannot_write(path, e))?;
     let mut writer = bar.wrap_async_write(file.writer());
     let download = client.get_file(key, &mut writer, range);
     // On Ctrl-C, returning drops `file`, which removes the temporary file.
     let finished = unless_interrupted(download, format!("; {} was left as it was", path.display())).await?;
     drop(writer);
     match finished {
-        Ok(_) => Ok(file.commit().await?),
+        Ok(_) => file.commit().await.map_err(|e| cannot_write(path, e)),
         // Local I/O errors come from writing the file, which they do not name.
         Err(Error::Io(e)) => Err(Failure::Local(format!("cannot write {}: {e}", path.display()))),
         Err(e) => Err(missing_file(e)),
@@ -169,6 +169,20 @@ async fn unless_interrupted<T>(work: impl Future<Output = T>, left: String) -> R
         done = work => Ok(done),
         _ = tokio::signal::ctrl_c() => Err(Failure::Interrupted(left)),
     }
+}
+
+/// A download target that cannot be written, named as the user gave it (not by the temporary
+/// file next to it that the download goes into first).
+fn cannot_write(path: &Path, e: Error) -> Failure {
+    let Error::Io(e) = e else { return Failure::Client(e) };
+    let reason = match e.kind() {
+        std::io::ErrorKind::NotFound => "its directory does not exist".to_string(),
+        std::io::ErrorKind::IsADirectory => "it is a directory; give a file path".to_string(),
+        std::io::ErrorKind::InvalidInput => "it does not name a file; give a file path".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    Failure::Local(format!("cannot write {}: {reason}", path.display()))
 }
 
 /// Points at the listing when a file is not there.

@@ -153,8 +153,64 @@ fn parse_start(text: &str) -> Result<StartPosition, String> {
 }
 
 /// Parses a message or state given on the command line; `what` names it in the error.
+///
+/// An object with a key given twice is refused, as the server refuses it (strict JSON): parsed
+/// into a `Value`, the last one would silently win and the other be lost.
 fn parse_json(text: &str, what: &str) -> Result<Value, Failure> {
-    serde_json::from_str(text).map_err(|e| Failure::Local(format!("{what} is not valid JSON ({e}): {text}")))
+    let refuse = |e: serde_json::Error| Failure::Local(format!("{what} is not valid JSON ({e}): {text}"));
+    serde_json::from_str::<UniqueKeys>(text).map_err(refuse)?;
+    serde_json::from_str(text).map_err(refuse)
+}
+
+/// Deserializes any JSON value, failing on an object that has a key twice (also when spelled
+/// differently, as `"a"` and `"\u0061"`).
+struct UniqueKeys;
+
+impl<'de> serde::Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys {
+    type Value = UniqueKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<UniqueKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self, A::Error> {
+        let mut keys = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if keys.contains(&key) {
+                return Err(serde::de::Error::custom(format_args!("key {key:?} is given twice in one object")));
+            }
+            map.next_value::<UniqueKeys>()?;
+            keys.insert(key);
+        }
+        Ok(self)
+    }
 }
 
 fn main() -> ExitCode {
@@ -197,12 +253,18 @@ fn main() -> ExitCode {
 /// do about it.
 fn describe(e: &Error, server: &str, timeout: u64) -> String {
     match e {
-        Error::Connect { url, source } if refused(&**source) => {
+        Error::Connect { url, source } if caused_by(&**source, std::io::ErrorKind::ConnectionRefused) => {
             format!("cannot connect to {url}: connection refused — is the server running? (./scripts/dev.sh)")
+        }
+        Error::Connect { source, .. } if caused_by(&**source, std::io::ErrorKind::TimedOut) => {
+            format!("{e} — is the server busy or still starting? Otherwise check the server URL (--url or DSTREAM_URL)")
         }
         Error::Connect { .. } => format!("{e} — check the server URL (--url or DSTREAM_URL)"),
         Error::Unauthorized(_) => format!("{e} (from {server}) — check the API key (DSTREAM_API_KEY or --api-key)"),
         Error::InvalidUrl(_) => format!("{e} — pass the server's base URL with --url or DSTREAM_URL, e.g. http://127.0.0.1:8787"),
+        Error::Internal(_) => format!(
+            "{e} — the server's log says why (the terminal running ./scripts/dev.sh or wrangler dev; when deployed, `npx wrangler tail`)"
+        ),
         Error::Timeout => format!(
             "timed out: no reply from {server} within {timeout} s — the server may be overloaded; --timeout waits longer"
         ),
@@ -210,11 +272,12 @@ fn describe(e: &Error, server: &str, timeout: u64) -> String {
     }
 }
 
-/// Whether a connection was refused: nothing listens at the address.
-fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+/// Whether an I/O error of this kind is in the chain: `ConnectionRefused` (nothing listens at
+/// the address), `TimedOut` (something does, but it did not answer in time).
+fn caused_by(e: &(dyn std::error::Error + 'static), kind: std::io::ErrorKind) -> bool {
     let mut cause = Some(e);
     while let Some(error) = cause {
-        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused) {
+        if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == kind) {
             return true;
         }
         cause = error.source();
@@ -445,6 +508,15 @@ mod tests {
     }
 
     #[test]
+    fn json_with_a_key_given_twice_is_refused() {
+        for twice in [r#"{"a":1,"a":2}"#, r#"[{"b":{"a":1,"\u0061":2}}]"#] {
+            let Err(Failure::Local(message)) = parse_json(twice, "the message") else { panic!("{twice} was accepted") };
+            assert!(message.starts_with(r#"the message is not valid JSON (key "a" is given twice in one object at line 1"#), "{message}");
+        }
+        assert_eq!(parse_json(r#"{"a":{"a":1},"b":[{"a":2},{"a":3}]}"#, "x").ok(), Some(json!({"a":{"a":1},"b":[{"a":2},{"a":3}]})));
+    }
+
+    #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
     }
@@ -458,8 +530,13 @@ mod tests {
         );
         let timed_out = describe(&connect(std::io::ErrorKind::TimedOut), "http://h:1", 30);
         assert!(timed_out.starts_with("cannot connect to ws://h:1/v1/stream/x: timed out") && timed_out.ends_with("(--url or DSTREAM_URL)"), "{timed_out}");
+        assert!(timed_out.contains("— is the server busy or still starting?"), "{timed_out}");
+        let unreachable = describe(&connect(std::io::ErrorKind::HostUnreachable), "http://h:1", 30);
+        assert!(unreachable.ends_with("— check the server URL (--url or DSTREAM_URL)"), "{unreachable}");
         let unauthorized = describe(&Error::Unauthorized("missing or wrong API key".into()), "http://h:1", 30);
         assert!(unauthorized.contains("DSTREAM_API_KEY or --api-key"), "{unauthorized}");
         assert!(describe(&Error::Timeout, "http://h:1", 7).contains("within 7 s"));
+        let internal = describe(&Error::Internal("internal error".into()), "http://h:1", 30);
+        assert!(internal.starts_with("server error: internal error — the server's log says why"), "{internal}");
     }
 }
