@@ -1,6 +1,7 @@
 //! Query parameters and headers of the HTTP stream API, validated with explicit errors.
 
 use crate::error::ProtocolError;
+use crate::frame::validate_msg_id;
 use crate::sequence::{Seq, MAX_SEQ};
 
 /// Messages per page when `limit` is not given, and the most a page may ask for.
@@ -107,6 +108,19 @@ pub fn parse_if_match(header: &str) -> Result<Option<u64>, ProtocolError> {
         .ok_or_else(|| ProtocolError::bad_request("If-Match must be a state ETag such as \"3\", or *"))
 }
 
+/// The `Idempotency-Key` header of an HTTP publish. A header sent twice reaches the server as
+/// one value joined by ", " — and a proxy that keeps the first copy would disagree with us about
+/// the key — so a key with a comma is refused rather than guessed at.
+pub fn parse_idempotency_key(header: &str) -> Result<&str, ProtocolError> {
+    if header.contains(',') {
+        return Err(ProtocolError::bad_request(
+            "Idempotency-Key must be sent once and contain no comma (a header given twice arrives joined by commas)",
+        ));
+    }
+    validate_msg_id(header)?;
+    Ok(header)
+}
+
 /// The ETag of a state version.
 pub fn state_etag(version: u64) -> String {
     format!("\"{version}\"")
@@ -115,6 +129,15 @@ pub fn state_etag(version: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_given_twice_are_refused() {
+        assert_eq!(parse_idempotency_key("order-17"), Ok("order-17"));
+        let joined = parse_idempotency_key("a, b").unwrap_err();
+        assert!(joined.message.contains("sent once"), "{}", joined.message);
+        assert!(parse_idempotency_key("a,b").is_err());
+        assert!(parse_idempotency_key("").is_err());
+    }
 
     #[test]
     fn read_params_defaults_and_bounds() {

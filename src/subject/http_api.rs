@@ -2,17 +2,17 @@
 //! hold a connection open (cron jobs, webhooks, backends).
 
 use super::ops::{info, publish, state, trim};
+use super::body::read_limited;
 use super::{ds, now_ms, Subject};
 use crate::http::{error_response, json_response, json_text_response, Failure};
-use durable_stream_protocol::frame::{encode_page, validate_batch_len, validate_msg_id, OutgoingMessage};
+use durable_stream_protocol::frame::{encode_page, validate_batch_len, OutgoingMessage};
 use durable_stream_protocol::http_params::{
-    parse_if_match, parse_publish_params, parse_read_params, parse_upto, state_etag, ReadParams,
+    parse_idempotency_key, parse_if_match, parse_publish_params, parse_read_params, parse_upto, state_etag, ReadParams,
 };
 use durable_stream_protocol::state::validate_state;
 use durable_stream_protocol::{strict_json, ErrorCode, ProtocolError};
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
-use futures_util::StreamExt;
 use serde_json::value::RawValue;
 use serde_json::json;
 use std::time::Duration;
@@ -53,7 +53,7 @@ impl Subject {
         let batch = parse_publish_params(pairs(query))?;
         let msg_id = req.headers().get("idempotency-key")?;
         if let Some(msg_id) = msg_id.as_deref() {
-            validate_msg_id(msg_id)?;
+            parse_idempotency_key(msg_id)?;
         }
         let config = self.with_core(None, |core| core.config.clone())?;
         let body = read_body(req, config.max_frame_bytes).await?;
@@ -178,20 +178,6 @@ impl Subject {
 
 /// Reads a request body of at most `limit` bytes, refusing larger ones without reading them.
 async fn read_body(req: &mut Request, limit: usize) -> Result<String, Failure> {
-    let too_large = |size: &dyn std::fmt::Display| ProtocolError::too_large(format!("body is {size} bytes; the limit is {limit}"));
-    if let Some(length) = req.headers().get("content-length")?.and_then(|l| l.parse::<usize>().ok()) {
-        if length > limit {
-            return Err(too_large(&length).into());
-        }
-    }
-    let mut body = Vec::new();
-    if let Ok(mut stream) = req.stream() {
-        while let Some(chunk) = stream.next().await {
-            body.extend_from_slice(&chunk?);
-            if body.len() > limit {
-                return Err(too_large(&format!("more than {limit}")).into());
-            }
-        }
-    }
+    let body = read_limited(req, limit).await?;
     String::from_utf8(body).map_err(|_| ProtocolError::bad_request("body must be UTF-8 JSON").into())
 }

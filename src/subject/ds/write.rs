@@ -2,6 +2,7 @@
 
 use super::respond::{offset_headers, respond, DsError, DsResult};
 use super::store::{ClosedBy, StreamRow};
+use crate::subject::body::read_limited;
 use super::{live, lookup, remove, Lookup};
 use crate::subject::ops::publish;
 use crate::subject::{now_ms, Core, Subject};
@@ -11,7 +12,6 @@ use durable_stream_protocol::durable_streams::headers as h;
 use durable_stream_protocol::durable_streams::producer::{self, ProducerDecision, ProducerHeaders, ProducerState};
 use durable_stream_protocol::durable_streams::{base64, check_stream_seq, content_type, name, offset, parse_closed, parse_header_uint};
 use durable_stream_protocol::{sequence, strict_json, ErrorCode, ProtocolError, Seq};
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use worker::{Request, Response};
@@ -40,38 +40,6 @@ struct ForkGrant {
 
 fn header(req: &Request, name: &str) -> worker::Result<Option<String>> {
     req.headers().get(name)
-}
-
-/// Reads a request body of at most `limit` bytes, refusing larger ones without reading them.
-async fn read_bytes(req: &mut Request, limit: usize) -> DsResult<Vec<u8>> {
-    let too_large = |size: String| ProtocolError::too_large(format!("body is {size} bytes; the limit is {limit}"));
-    // A declared length within the limit is read in one call (the common, small append):
-    // streaming costs a round trip through JavaScript per chunk.
-    let declared = req.headers().get("content-length")?.and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|length| length <= limit) {
-        let body = req.bytes().await?;
-        if body.len() > limit {
-            return Err(too_large(body.len().to_string()).into());
-        }
-        return Ok(body);
-    }
-    let mut body = Vec::new();
-    let mut size = 0;
-    if let Ok(mut stream) = req.stream() {
-        // An oversized body is still read to its end (and dropped): HTTP/1.1 clients that are
-        // answered mid-upload often report a broken connection instead of the 413.
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk?;
-            size += chunk.len();
-            if size <= limit {
-                body.extend_from_slice(&chunk);
-            }
-        }
-    }
-    if size > limit {
-        return Err(too_large(size.to_string()).into());
-    }
-    Ok(body)
 }
 
 /// The JSON values of a body: an array contributes its elements, anything else is one value.
@@ -317,7 +285,7 @@ impl Subject {
             fork_sub_offset,
         };
         let limit = self.with_core(None, |core| core.config.max_frame_bytes)?;
-        let body = read_bytes(req, limit).await?;
+        let body = read_limited(req, limit).await?;
         let location = {
             let mut url = req.url()?;
             url.set_query(None);
@@ -500,7 +468,7 @@ impl Subject {
         let stream_seq = header(req, h::SEQ)?;
         let content_type = header(req, "content-type")?.filter(|t| !t.trim().is_empty());
         let limit = self.with_core(None, |core| core.config.max_frame_bytes)?;
-        let body = read_bytes(req, limit).await?;
+        let body = read_limited(req, limit).await?;
         let append = Append { producer, close, stream_seq, content_type, body };
         let (response, wakeup) = self.with_core(None, |core| -> DsResult<_> {
             let response = append_now(core, append, now_ms())?;
