@@ -36,11 +36,11 @@ impl Route {
             return Some(Route::DsStream);
         }
         let rest = path.strip_prefix("/v1/stream/")?;
-        match rest.split('/').collect::<Vec<_>>()[..] {
-            [_] => Some(Route::Subject),
-            [_, "messages"] => Some(Route::SubjectMessages),
-            [_, "state"] => Some(Route::SubjectState),
-            _ => None,
+        match rest.split_once('/') {
+            None => Some(Route::Subject),
+            Some((_, "messages")) => Some(Route::SubjectMessages),
+            Some((_, "state")) => Some(Route::SubjectState),
+            Some(_) => None,
         }
     }
 
