@@ -374,7 +374,11 @@ pub fn encode_ok(id: Option<&RequestId>, fields: serde_json::Value) -> String {
 
 /// `{"op":"err","id":…,"code":…,"message":…}`.
 pub fn encode_error(id: Option<&RequestId>, error: &ProtocolError) -> String {
-    serde_json::json!({ "op": "err", "id": id, "code": error.code, "message": error.message }).to_string()
+    let mut frame = serde_json::Map::new();
+    frame.insert("op".into(), "err".into());
+    frame.insert("id".into(), serde_json::to_value(id).unwrap_or_default());
+    frame.extend(error.to_json_object());
+    serde_json::Value::Object(frame).to_string()
 }
 
 /// One stored message as it is sent to subscribers.
