@@ -80,6 +80,8 @@ pub enum ClientFrame {
     Trim { id: Option<RequestId>, upto: Seq },
     StateGet { id: Option<RequestId> },
     StatePut { id: Option<RequestId>, state: Box<RawValue>, version: Option<u64> },
+    /// Replaces the connection's access token in-band (before the old one expires).
+    Auth { id: Option<RequestId>, token: String },
 }
 
 impl ClientFrame {
@@ -92,7 +94,8 @@ impl ClientFrame {
             | ClientFrame::Info { id }
             | ClientFrame::Trim { id, .. }
             | ClientFrame::StateGet { id }
-            | ClientFrame::StatePut { id, .. } => id.as_ref(),
+            | ClientFrame::StatePut { id, .. }
+            | ClientFrame::Auth { id, .. } => id.as_ref(),
         }
     }
 }
@@ -212,6 +215,7 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
         "unsub" | "info" | "state.get" => &[],
         "trim" => &["upto"],
         "state.put" => &["state", "version"],
+        "auth" => &["token"],
         _ => return Err(ProtocolError::bad_request(format!("unknown op {op:?}"))),
     };
     if let Some(unknown) = fields
@@ -242,9 +246,21 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             state: required(fields, "state", |raw| parse_state(raw, config))?,
             version: optional(fields, "version", |raw| parse_seq(raw, "version", 0))?,
         },
+        "auth" => ClientFrame::Auth { id, token: required(fields, "token", |raw| parse_token(raw))? },
         _ => unreachable!("op was checked against the allowed list above"),
     };
     Ok(frame)
+}
+
+fn parse_token(raw: &RawValue) -> Result<String, ProtocolError> {
+    let token = parse_string(raw, "token")?;
+    if token.is_empty() || token.len() > crate::token::jwt::MAX_TOKEN_BYTES {
+        return Err(ProtocolError::bad_request(format!(
+            "`token` must be a JWT of 1 to {} bytes",
+            crate::token::jwt::MAX_TOKEN_BYTES
+        )));
+    }
+    Ok(token)
 }
 
 fn optional<T>(
@@ -533,6 +549,18 @@ mod tests {
         assert!(err(r#"{"op":"pub","data":1,"msgId":""}"#).error.message.contains("msgId"));
         let big_batch = format!(r#"{{"op":"pub","batch":[{}]}}"#, vec!["1"; 1001].join(","));
         assert_eq!(err(&big_batch).error.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn auth_carries_a_token() {
+        let ClientFrame::Auth { id, token } = parse(r#"{"op":"auth","id":9,"token":"eyJ.a.b"}"#).unwrap() else {
+            panic!("not auth")
+        };
+        assert_eq!((id, token.as_str()), (Some(RequestId::from(9)), "eyJ.a.b"));
+        assert_eq!(err(r#"{"op":"auth","id":1}"#).error.message, "missing field `token`");
+        assert!(err(r#"{"op":"auth","token":""}"#).error.message.contains("1 to 8192"));
+        assert!(err(r#"{"op":"auth","token":5}"#).error.message.contains("must be a string"));
+        assert!(err(r#"{"op":"auth","token":"t","ttl":5}"#).error.message.contains("unknown field `ttl`"));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! — and then takes the whole cost, possibly into debt that later publishes wait out. So the
 //! long-run rate holds and no batch is refused forever.
 
+use crate::config::Config;
+use crate::token::Limits;
+
 /// One token bucket; `level` is in the bucket's unit (messages or bytes).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TokenBucket {
@@ -53,9 +56,26 @@ pub struct Rates {
     pub bytes: Option<f64>,
 }
 
+fn rate(per_second: u64) -> Option<f64> {
+    (per_second > 0).then_some(per_second as f64)
+}
+
 impl Rates {
     pub fn is_unlimited(&self) -> bool {
         self.messages.is_none() && self.bytes.is_none()
+    }
+
+    /// The limits of one WebSocket connection (`PUB_RATE_PER_CONNECTION`, …).
+    pub fn per_connection(config: &Config) -> Rates {
+        Rates { messages: rate(config.pub_rate_per_connection), bytes: rate(config.pub_bytes_rate_per_connection) }
+    }
+
+    /// The limits of one token `sub` on a subject: its `limits` claim, else the defaults.
+    pub fn per_token(config: &Config, limits: &Limits) -> Rates {
+        Rates {
+            messages: limits.pub_rate.or(rate(config.pub_rate_per_token)),
+            bytes: limits.pub_bytes_rate.or(rate(config.pub_bytes_rate_per_token)),
+        }
     }
 }
 
@@ -167,6 +187,16 @@ mod tests {
         l.admit(1, 500, 500).unwrap();
         // The refusal above did not consume a message token.
         assert!(l.admit(97, 0, 500).is_ok());
+    }
+
+    #[test]
+    fn token_limits_override_the_configured_defaults() {
+        let config = Config { pub_rate_per_token: 50, pub_rate_per_connection: 7, ..Config::default() };
+        assert_eq!(Rates::per_connection(&config), Rates { messages: Some(7.0), bytes: None });
+        assert_eq!(Rates::per_token(&config, &Limits::default()), Rates { messages: Some(50.0), bytes: None });
+        let own = Limits { pub_rate: Some(2.0), pub_bytes_rate: Some(100.0), connections: None };
+        assert_eq!(Rates::per_token(&config, &own), Rates { messages: Some(2.0), bytes: Some(100.0) });
+        assert!(Rates::per_connection(&Config::default()).is_unlimited());
     }
 
     #[test]

@@ -10,6 +10,8 @@ mod key;
 mod query;
 mod range;
 
+use crate::access;
+use crate::auth::Principal;
 use crate::http::{self, Failure};
 use conditional::Precondition;
 use durable_stream_protocol::ProtocolError;
@@ -29,13 +31,16 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const READ_ATTEMPTS: usize = 3;
 
 /// Serves the methods the Worker's route table (`routes.rs`) lets through: GET on the listing;
-/// GET, HEAD, PUT, POST and DELETE on a file.
-pub async fn handle(req: Request, env: &Env) -> Result<Response, Failure> {
+/// GET, HEAD, PUT, POST and DELETE on a file — what the caller's credentials allow.
+pub async fn handle(req: Request, env: &Env, principal: &Principal) -> Result<Response, Failure> {
     let path = req.path();
     let Some(encoded_key) = path.strip_prefix("/v1/files/") else {
-        return list(&req, &env.bucket(BUCKET_BINDING)?).await;
+        let query = query::parse_list_query(req.url()?.query_pairs())?;
+        principal.require_file_listing(query.prefix.as_deref().unwrap_or_default())?;
+        return list(query, &env.bucket(BUCKET_BINDING)?).await;
     };
     let key = key::parse_key(encoded_key)?;
+    principal.require_file(access::file_request(&req.inner().method()), &key)?;
     let bucket = env.bucket(BUCKET_BINDING)?;
     match req.method() {
         Method::Put | Method::Post => write(&req, env, &bucket, &key).await,
@@ -142,8 +147,7 @@ async fn delete(bucket: &Bucket, key: &str) -> Result<Response, Failure> {
 }
 
 /// `GET /v1/files?prefix=&delimiter=&cursor=&limit=`
-async fn list(req: &Request, bucket: &Bucket) -> Result<Response, Failure> {
-    let query = query::parse_list_query(req.url()?.query_pairs())?;
+async fn list(query: query::ListQuery, bucket: &Bucket) -> Result<Response, Failure> {
     let mut listing = bucket.list().limit(query.limit).include(vec![Include::HttpMetadata]);
     if let Some(prefix) = query.prefix {
         listing = listing.prefix(prefix);

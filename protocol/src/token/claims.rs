@@ -50,8 +50,13 @@ impl Actions {
         Self::NAMES.iter().find(|(n, _)| *n == name).map(|(_, a)| *a)
     }
 
+    /// The single actions in the set.
+    pub fn each(self) -> impl Iterator<Item = Actions> {
+        Self::NAMES.into_iter().map(|(_, a)| a).filter(move |a| self.contains(*a))
+    }
+
     pub fn names(self) -> Vec<&'static str> {
-        Self::NAMES.iter().filter(|(_, a)| self.contains(*a)).map(|(name, _)| *name).collect()
+        self.each().map(Actions::name).collect()
     }
 }
 
