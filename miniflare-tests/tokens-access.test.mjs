@@ -179,6 +179,8 @@ describe("WebSocket: each op allowed or refused with forbidden, the connection o
     const bearer = await rawUpgrade(`${server.url}/v1/stream/m.yes`, { authorization: `Bearer ${token}` });
     assert.equal(bearer.status, 101);
     assert.equal(bearer.hello.op, "hello");
+    assert.equal(bearer.hello.sub, "tester", "a token connection learns its sub");
+    assert.equal(bearer.hello.exp, JSON.parse(Buffer.from(token.split(".")[1], "base64url")).exp);
   });
 });
 

@@ -373,8 +373,15 @@ fn parse_state(raw: &RawValue, config: &Config) -> Result<Box<RawValue>, Protoco
 // Server → client
 
 /// `{"op":"hello",…}`: sent once when a connection opens.
-pub fn encode_hello(subject: &str, last: Seq, epoch: &str) -> String {
-    serde_json::json!({ "op": "hello", "subject": subject, "last": last, "epoch": epoch }).to_string()
+/// `{"op":"hello",…}`; a connection opened with an access token also learns the token's `sub`
+/// and expiry (seconds), so that it knows when to refresh.
+pub fn encode_hello(subject: &str, last: Seq, epoch: &str, token: Option<&crate::token::TokenInfo>) -> String {
+    let mut hello = serde_json::json!({ "op": "hello", "subject": subject, "last": last, "epoch": epoch });
+    if let Some(token) = token {
+        hello["sub"] = token.sub.clone().into();
+        hello["exp"] = token.exp.into();
+    }
+    hello.to_string()
 }
 
 /// `{"op":"ok","id":…, …fields}`: the reply to a request. `fields` must be a JSON object.
@@ -733,8 +740,11 @@ mod tests {
 
     #[test]
     fn server_frames_decode_as_encoded() {
-        let hello = ServerFrame::parse(&encode_hello("orders", 12, "e1")).unwrap();
+        let hello = ServerFrame::parse(&encode_hello("orders", 12, "e1", None)).unwrap();
         assert_eq!(hello, ServerFrame::Hello { subject: "orders".into(), last: 12, epoch: "e1".into() });
+        let token = crate::token::TokenInfo { sub: "web".into(), jti: Some("j".into()), iat: None, exp: 99, limits: Default::default() };
+        let with_token: serde_json::Value = serde_json::from_str(&encode_hello("orders", 12, "e1", Some(&token))).unwrap();
+        assert_eq!((with_token["sub"].as_str(), with_token["exp"].as_u64(), with_token.get("jti")), (Some("web"), Some(99), None));
 
         let ok = encode_ok(Some(&RequestId::from("r")), json!({ "seq": 5, "duplicate": true }));
         let ServerFrame::Ok { id, fields } = ServerFrame::parse(&ok).unwrap() else { panic!() };

@@ -205,7 +205,7 @@ impl Subject {
                     ));
                 }
             }
-            Ok(encode_hello(&core.meta.subject, core.meta.last_seq, &core.meta.epoch))
+            Ok(encode_hello(&core.meta.subject, core.meta.last_seq, &core.meta.epoch, grant.token.as_ref()))
         })??;
         let pair = WebSocketPair::new()?;
         let conn = random_hex(12);
