@@ -262,7 +262,7 @@ impl Multiplexer {
             let error = match (&self.connect_error, entry.get().sent) {
                 // Never sent, so certainly not applied: the failed connection is the reason.
                 (Some(e), false) => e.clone(),
-                (Some(e @ (Error::RateLimited(_) | Error::Internal(_))), true) => e.clone(),
+                (Some(e @ (Error::RateLimited { .. } | Error::Internal(_))), true) => e.clone(),
                 _ => Error::Timeout,
             };
             let _ = entry.remove().reply.send(Err(error));
