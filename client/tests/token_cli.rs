@@ -197,3 +197,35 @@ async fn the_token_is_sent_instead_of_the_api_key_and_its_refusals_explained() {
     assert!(stderr.contains("get a new token"), "{stderr}");
     assert!(!stderr.contains("expired-token"), "the token is never printed: {stderr}");
 }
+
+#[tokio::test]
+async fn create_and_revoke_ask_the_server_with_the_api_key() {
+    use support::mock::{http_response, MockHttp};
+    let exp = now_s() + 3600;
+    let minted = format!(r#"{{"token":"eyJ.minted.token","exp":{exp},"jti":"j7"}}"#);
+    let mock = MockHttp::start(vec![
+        http_response("201 Created", "", &minted),
+        http_response("200 OK", "", r#"{"revoked":{"jti":"j7","expiresAt":1700086400000},"version":4}"#),
+        http_response("401 Unauthorized", "", r#"{"error":{"code":"unauthorized","message":"minting tokens needs the API key"}}"#),
+    ])
+    .await;
+    let with_key = |args: &[&str]| {
+        let mut command = dstream(args);
+        command.env("DSTREAM_URL", mock.url()).env("DSTREAM_API_KEY", "key").env("DSTREAM_TOKEN", "a-token");
+        command
+    };
+    let (code, stdout, stderr) = run(&mut with_key(&["token", "create", "--sub", "web", "--subject", "orders.>", "--allow", "sub", "--json"])).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    let printed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(printed, json!({"token": "eyJ.minted.token", "exp": exp, "jti": "j7"}));
+    let (code, stdout, stderr) = run(&mut with_key(&["token", "revoke", "--jti", "j7"])).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(serde_json::from_str::<Value>(&stdout).unwrap()["version"], 4);
+    let requests = mock.requests();
+    assert!(requests.iter().all(|r| r.header("authorization") == Some("Bearer key")), "the API key, not the token");
+    assert_eq!(serde_json::from_slice::<Value>(&requests[1].body).unwrap(), json!({"jti": "j7"}));
+
+    let (code, _, stderr) = run(&mut with_key(&["token", "revoke", "--jti", "j8"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.ends_with("— check the API key (DSTREAM_API_KEY or --api-key)\n"), "{stderr}");
+}

@@ -219,3 +219,71 @@ async fn with_a_provider_an_expired_token_is_replaced_and_the_publish_sent_again
     assert_eq!(publishes.len(), 2);
     assert_eq!(publishes[0].1["msgId"], publishes[1].1["msgId"], "the same publish, sent again");
 }
+
+#[tokio::test]
+async fn http_requests_refused_as_rate_limited_are_sent_again_after_the_wait() {
+    use support::mock::{http_response, MockHttp};
+    let limited_body = r#"{"error":{"code":"rate_limited","message":"slow down","retryAfterMs":200}}"#;
+    let mock = MockHttp::start(vec![
+        http_response("429 Too Many Requests", "", limited_body),
+        // Without retryAfterMs in the body, the Retry-After header (seconds) says how long.
+        http_response("429 Too Many Requests", "Retry-After: 1\r\n", r#"{"error":{"code":"rate_limited","message":"slow down"}}"#),
+        http_response("200 OK", "", r#"{"deleted":true,"epoch":"e2"}"#),
+    ])
+    .await;
+    let client = Client::builder(mock.url()).token("the-token").connect().await.unwrap();
+    let started = Instant::now();
+    assert_eq!(client.delete_subject("orders").await.unwrap(), "e2");
+    assert!(started.elapsed() >= Duration::from_millis(1200), "waited 200 ms, then 1 s");
+    let requests = mock.requests();
+    assert_eq!(requests.len(), 3);
+    for request in &requests {
+        assert!(request.head.starts_with("DELETE /v1/stream/orders HTTP/1.1"), "{}", request.head);
+        assert_eq!(request.header("authorization"), Some("Bearer the-token"));
+    }
+
+    // A wait beyond the request timeout is not waited out.
+    let mock = MockHttp::start(vec![http_response("429 Too Many Requests", "Retry-After: 60\r\n", "")]).await;
+    let client = Client::builder(mock.url()).api_key("key").request_timeout(Duration::from_secs(5)).connect().await.unwrap();
+    match client.delete_subject("orders").await {
+        Err(Error::RateLimited { retry_after, .. }) => assert_eq!(retry_after, Some(Duration::from_secs(60))),
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    assert_eq!(mock.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn minting_and_revoking_send_what_the_server_expects() {
+    use durable_stream_client::{Revoke, TokenLimits};
+    use support::mock::{http_response, MockHttp};
+    let mock = MockHttp::start(vec![
+        http_response("201 Created", "", r#"{"token":"eyJ.x.y","exp":1800000600,"jti":"j1"}"#),
+        http_response("200 OK", "", r#"{"revoked":{"sub":"web","issuedBefore":1700000000000,"expiresAt":1700086400000},"version":3}"#),
+    ])
+    .await;
+    let client = Client::connect(mock.url(), "key").await.unwrap();
+    let builder = TokenBuilder::new("web")
+        .ttl(Duration::from_secs(600))
+        .allow_subjects(["orders.>"], [Action::Sub])
+        .limits(TokenLimits { pub_rate: Some(5.0), ..Default::default() });
+    let issued = client.create_token(&builder).await.unwrap();
+    assert_eq!((issued.token.as_str(), issued.exp, issued.jti.as_str()), ("eyJ.x.y", 1_800_000_600, "j1"));
+    assert!(!format!("{issued:?}").contains("eyJ.x.y"), "Debug leaves the token out");
+    let before = std::time::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+    let revoked = client.revoke_tokens(Revoke::Client { sub: "web".into(), issued_before: Some(before) }).await.unwrap();
+    assert_eq!((revoked.version, revoked.revoked.expires_at), (3, 1_700_086_400_000));
+
+    let requests = mock.requests();
+    assert!(requests[0].head.starts_with("POST /v1/tokens HTTP/1.1"));
+    assert_eq!(requests[0].header("authorization"), Some("Bearer key"));
+    let minted: Value = serde_json::from_slice(&requests[0].body).unwrap();
+    assert_eq!(
+        minted,
+        json!({"sub": "web", "ttl": 600, "allow": [{"subjects": ["orders.>"], "actions": ["sub"]}], "limits": {"pubRate": 5.0}})
+    );
+    assert!(requests[1].head.starts_with("POST /v1/tokens/revoke HTTP/1.1"));
+    assert_eq!(serde_json::from_slice::<Value>(&requests[1].body).unwrap(), json!({"sub": "web", "issuedBefore": 1_700_000_000_000u64}));
+
+    let fixed_jti = TokenBuilder::new("web").jti("mine");
+    assert!(matches!(client.create_token(&fixed_jti).await, Err(Error::InvalidToken(m)) if m.contains("the server chooses the jti")));
+}

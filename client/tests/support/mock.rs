@@ -275,3 +275,80 @@ impl Drop for MockSubject {
         self.task.abort();
     }
 }
+
+/// One request a [`MockHttp`] received.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    /// The request line and headers, as sent.
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// A header's value (names compared case-insensitively).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// An HTTP server that answers the requests it gets with `responses`, in order (raw HTTP/1.1
+/// responses; the last one is repeated), one request per connection, and records them.
+pub struct MockHttp {
+    addr: SocketAddr,
+    task: AbortHandle,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<HttpRequest>>>,
+}
+
+impl MockHttp {
+    pub async fn start(responses: Vec<String>) -> MockHttp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let task = tokio::spawn(async move {
+            for n in 0.. {
+                let (mut tcp, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let mut request = HttpRequest { head: String::from_utf8_lossy(&head).into_owned(), body: Vec::new() };
+                let length = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                request.body = vec![0; length];
+                let _ = tcp.read_exact(&mut request.body).await;
+                log.lock().unwrap().push(request);
+                let response = &responses[n.min(responses.len() - 1)];
+                let _ = tcp.write_all(response.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            }
+        })
+        .abort_handle();
+        MockHttp { addr, task, requests }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn requests(&self) -> Vec<HttpRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for MockHttp {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A raw HTTP/1.1 response with a JSON body and extra header lines (each ending in `\r\n`).
+pub fn http_response(status: &str, headers: &str, body: &str) -> String {
+    format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}", body.len())
+}

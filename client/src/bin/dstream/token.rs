@@ -4,7 +4,7 @@
 use crate::{out, Failure, Server};
 use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{ArgGroup, Args, Subcommand};
-use durable_stream_client::{Action, Ed25519Key, Revoke, TokenBuilder, TokenLimits};
+use durable_stream_client::{Action, Ed25519Key, IssuedToken, Revoke, TokenBuilder, TokenLimits};
 use durable_stream_protocol::token::jwt::decode_unverified;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -281,17 +281,20 @@ async fn create(server: &Server, args: CreateArgs) -> Result<(), Failure> {
     if let Some(jti) = args.jti {
         builder = builder.jti(jti);
     }
-    let token = match &args.sign_with {
-        Some(signer) => sign(&builder, signer)?,
-        None => server.admin_client("minting tokens (or sign here with --sign-with)").await?.create_token(&builder).await?.token,
+    let IssuedToken { token, exp, jti } = match &args.sign_with {
+        Some(signer) => {
+            let token = sign(&builder, signer)?;
+            let (_, claims) = decode(&token)?;
+            let (exp, jti) = (claims["exp"].as_u64().unwrap_or_default(), claims["jti"].as_str().unwrap_or_default().to_owned());
+            IssuedToken { token, exp, jti }
+        }
+        None => server.admin_client("minting tokens (or sign here with --sign-with)").await?.create_token(&builder).await?,
     };
-    let (_, claims) = decode(&token)?;
-    let exp = claims["exp"].as_u64().unwrap_or_default();
     if args.json {
-        out(json!({ "token": token, "exp": exp, "jti": claims["jti"] }))
+        out(json!({ "token": token, "exp": exp, "jti": jti }))
     } else {
         out(&token)?;
-        eprintln!("token for {:?}, jti {}; {}", args.sub, claims["jti"].as_str().unwrap_or("none"), time_left(exp));
+        eprintln!("token for {:?}, jti {jti}; {}", args.sub, time_left(exp));
         Ok(())
     }
 }
