@@ -96,14 +96,7 @@ impl PartialBody {
             let mut held = Vec::new();
             loop {
                 let (mut tcp, _) = listener.accept().await.unwrap();
-                let mut request = Vec::new();
-                while !request.ends_with(b"\r\n\r\n") {
-                    let mut byte = [0u8; 1];
-                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
-                        break;
-                    }
-                    request.push(byte[0]);
-                }
+                read_head(&mut tcp).await;
                 let head = format!(
                     "HTTP/1.1 200 OK\r\nContent-Length: {declared}\r\nContent-Type: application/octet-stream\r\n\r\n"
                 );
@@ -128,6 +121,19 @@ impl Drop for PartialBody {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Reads an HTTP request's line and headers, up to the blank line (or the end of the stream).
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    head
 }
 
 /// A local address where nothing listens, so connecting is refused at once.
@@ -311,14 +317,7 @@ impl MockHttp {
         let task = tokio::spawn(async move {
             for n in 0.. {
                 let (mut tcp, _) = listener.accept().await.unwrap();
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    let mut byte = [0u8; 1];
-                    if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
-                        break;
-                    }
-                    head.push(byte[0]);
-                }
+                let head = read_head(&mut tcp).await;
                 let mut request = HttpRequest { head: String::from_utf8_lossy(&head).into_owned(), body: Vec::new() };
                 let length = request.header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
                 request.body = vec![0; length];
