@@ -60,10 +60,12 @@ impl Credential {
         Ok(Credential { secret: secret.into(), header, lifetime: None })
     }
 
-    /// A token whose lifetime must be known (a provider's: the next refresh depends on it).
-    fn token_with_lifetime(token: String, now_ms: u64) -> Result<Credential> {
-        let lifetime = Lifetime::of(&token, now_ms)
-            .map_err(|why| Error::InvalidToken(format!("the token provider returned a token that {why}")))?;
+    /// A token whose lifetime must be known (with a provider, the next refresh depends on it);
+    /// `origin` says where it came from, for the error.
+    fn token_with_lifetime(token: String, now_ms: u64, origin: &str) -> Result<Credential> {
+        let lifetime = Lifetime::of(&token, now_ms).map_err(|why| {
+            Error::InvalidToken(format!("{origin} {why}; with a token provider, tokens must be JWTs with an exp claim"))
+        })?;
         Ok(Credential { lifetime: Some(lifetime), ..Credential::new(token, "token")? })
     }
 }
@@ -154,10 +156,10 @@ impl Credentials {
         events: broadcast::Sender<ConnectionEvent>,
     ) -> Result<Credentials> {
         let first = match first {
-            Some(token) => token,
-            None => provider().await.map_err(|e| Error::TokenProvider(Arc::from(e)))?,
+            Some(token) => Credential::token_with_lifetime(token, now_ms(), "the token given to the client")?,
+            None => Shared::provide(&provider).await?,
         };
-        let credentials = Credentials::with(Credential::token_with_lifetime(first, now_ms())?, Some(provider), events);
+        let credentials = Credentials::with(first, Some(provider), events);
         tokio::spawn(refresh(Arc::downgrade(&credentials.shared)));
         Ok(credentials)
     }
@@ -201,11 +203,14 @@ impl Credentials {
 impl Shared {
     /// Asks the provider for a token and makes it the current one.
     async fn fetch(&self) -> Result<Credential> {
-        let provider = self.provider.as_ref().expect("only called with a provider");
-        let token = provider().await.map_err(|e| Error::TokenProvider(Arc::from(e)))?;
-        let credential = Credential::token_with_lifetime(token, now_ms())?;
+        let credential = Shared::provide(self.provider.as_ref().expect("only called with a provider")).await?;
         self.current.send_replace(credential.clone());
         Ok(credential)
+    }
+
+    async fn provide(provider: &TokenProvider) -> Result<Credential> {
+        let token = provider().await.map_err(|e| Error::TokenProvider(Arc::from(e)))?;
+        Credential::token_with_lifetime(token, now_ms(), "the token provider returned a token that")
     }
 }
 
@@ -338,6 +343,8 @@ mod tests {
             Box::pin(async move { Ok(token(json!({"sub": "s", "exp": 4_000_000_000u64, "n": n}))) })
         });
         let (events, _) = broadcast::channel(1);
+        let refused = Credentials::provided(Some("an-api-key".into()), provider.clone(), events.clone()).await.unwrap_err();
+        assert!(matches!(refused, Error::InvalidToken(m) if m.starts_with("the token given to the client cannot be read")));
         let credentials = Credentials::provided(None, provider, events).await.unwrap();
         let first = credentials.watch();
         assert_eq!(calls.load(Ordering::SeqCst), 1, "the first token comes from the provider");
