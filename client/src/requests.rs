@@ -64,6 +64,9 @@ impl RequestConnection {
     }
 }
 
+/// Whether writing to the socket worked.
+type Sent = Result<(), tokio_tungstenite::tungstenite::Error>;
+
 struct Pending {
     text: String,
     resend: Resend,
@@ -231,7 +234,7 @@ impl Multiplexer {
     }
 
     /// Registers a request from a caller and sends it.
-    async fn send_new(&mut self, socket: &mut Socket, request: Request) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    async fn send_new(&mut self, socket: &mut Socket, request: Request) -> Sent {
         if let Some((id, text)) = self.enqueue(request) {
             socket.send(WsMessage::text(text)).await?;
             if let Some(pending) = self.pending.get_mut(&id) {
@@ -243,7 +246,7 @@ impl Multiplexer {
 
     /// Sends a refreshed token in-band. If the server refuses it, the socket keeps its current
     /// token (until that expires), so the refusal is only reported.
-    async fn send_token(&mut self, socket: &mut Socket, credential: &Credential) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    async fn send_token(&mut self, socket: &mut Socket, credential: &Credential) -> Sent {
         let (reply, answer) = oneshot::channel();
         let (settings, subject) = (self.settings.clone(), self.subject.clone());
         tokio::spawn(async move {
@@ -257,7 +260,7 @@ impl Multiplexer {
     }
 
     /// Sends again the rate-limited requests whose wait is over.
-    async fn send_retries(&mut self, socket: &mut Socket) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    async fn send_retries(&mut self, socket: &mut Socket) -> Sent {
         let now = Instant::now();
         while let Some(&(at, id)) = self.retries.first() {
             if at > now {
@@ -302,12 +305,8 @@ impl Multiplexer {
             // cannot be read: nothing to answer (the request times out).
             _ => return,
         };
-        let Some(id) = (match id {
-            RequestId::Number(number) => number.as_u64(),
-            RequestId::Text(_) => None,
-        }) else {
-            return;
-        };
+        let RequestId::Number(number) = id else { return };
+        let Some(id) = number.as_u64() else { return };
         if let (Err(Error::RateLimited { retry_after: Some(wait), .. }), Some(pending)) = (&outcome, self.pending.get(&id)) {
             // Nothing was stored: send it again (the same text, so a publish keeps its msgId)
             // once the wait is over, if that is before the request's deadline.
