@@ -50,12 +50,15 @@
 mod backoff;
 mod client;
 mod connection;
+mod credentials;
 mod cursor;
 mod error;
 mod files;
 mod frames;
+mod http;
 mod requests;
 mod subscription;
+mod token;
 
 pub use backoff::Backoff;
 pub use client::{Client, ClientBuilder, SubjectInfo, Trimmed};
@@ -65,6 +68,7 @@ pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
 pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
+pub use token::{Action, Ed25519Key, IssuedToken, Revocation, Revoke, Revoked, TokenBuilder, TokenLimits};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]

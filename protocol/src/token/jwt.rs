@@ -139,13 +139,7 @@ impl TokenKeys {
         if self.is_empty() {
             return Err(TokenError::NotConfigured);
         }
-        if token.len() > MAX_TOKEN_BYTES {
-            return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
-        }
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-            return Err(TokenError::Malformed("expected three base64url parts separated by dots (a compact JWT)".into()));
-        };
+        let [header, payload, signature] = split(token)?;
         let header: Header = decode_json(header, "header")?;
         if header.crit.is_some() {
             return Err(TokenError::Algorithm("the header names critical extensions (crit) this server does not know".into()));
@@ -198,6 +192,29 @@ impl TokenKeys {
         let signature = ed25519_dalek::Signature::from_slice(signature).map_err(|_| TokenError::BadSignature)?;
         key.key.verify_strict(signed, &signature).map_err(|_| TokenError::BadSignature)
     }
+}
+
+/// The three parts of a compact JWT: header, payload and signature, still base64url.
+fn split(token: &str) -> Result<[&str; 3], TokenError> {
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::Malformed(format!("longer than {MAX_TOKEN_BYTES} bytes")));
+    }
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return Err(TokenError::Malformed("expected three base64url parts separated by dots (a compact JWT)".into()));
+    };
+    Ok([header, payload, signature])
+}
+
+/// A token's header and claims as JSON text, read WITHOUT checking its signature: for a holder
+/// reading its own token (when it expires, what it asks for), never to authorize anything.
+pub fn decode_unverified(token: &str) -> Result<(String, String), TokenError> {
+    let [header, payload, _] = split(token)?;
+    let header = decode_text(header, "header")?;
+    check_json(&header, "header")?;
+    let payload = decode_text(payload, "claims")?;
+    check_json(&payload, "claims")?;
+    Ok((header, payload))
 }
 
 fn header_and_payload_len(token: &str) -> usize {
@@ -398,6 +415,17 @@ mod tests {
         let bad_claims = sign(&json!({"sub": "s"}), &SigningKeyMaterial::Hs256 { secret: SECRET });
         assert!(matches!(keys.verify(&bad_claims), Err(TokenError::InvalidClaims(m)) if m.contains("exp")));
         assert_eq!(TokenKeys::default().verify(&good), Err(TokenError::NotConfigured));
+    }
+
+    #[test]
+    fn tokens_decode_without_a_key() {
+        let token = sign(&claims(), &SigningKeyMaterial::EdDsa { kid: Some("k1"), private_key: &PRIVATE });
+        let (header, payload) = decode_unverified(&token).unwrap();
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&header).unwrap(), json!({"alg": "EdDSA", "typ": "JWT", "kid": "k1"}));
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&payload).unwrap(), claims());
+        assert!(matches!(decode_unverified("abc"), Err(TokenError::Malformed(m)) if m.contains("three base64url parts")));
+        let twice = with_part(&token, 1, &URL_SAFE_NO_PAD.encode(r#"{"sub":"a","sub":"b"}"#));
+        assert!(matches!(decode_unverified(&twice), Err(TokenError::Malformed(m)) if m.contains("claims")));
     }
 
     #[test]

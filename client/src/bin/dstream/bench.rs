@@ -1,4 +1,6 @@
 //! `dstream bench`: throughput and latency against a running server, printed as Markdown.
+//! Every phase uses the command's credential (API key or token), so running it once with each
+//! compares them.
 //!
 //! Every phase stops at its message count or at the time limit, whichever comes first, and
 //! reports what it actually did in that time. With `--floor`, the single-publish and fan-out
@@ -18,6 +20,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// WebSocket connections opened in the connection set-up phase, each timed from connect
+    /// until the server's hello and then closed.
+    #[arg(long, default_value_t = 200)]
+    connects: u64,
+    /// Connection set-ups in flight at once (1: one after another).
+    #[arg(long, default_value_t = 1)]
+    connect_window: usize,
     /// Messages published one at a time.
     #[arg(long, default_value_t = 10_000)]
     messages: u64,
@@ -221,8 +230,9 @@ impl Feed {
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-/// Runs every phase and returns the results as a Markdown table.
-pub async fn run(client: &Client, args: BenchArgs) -> Result<String, Error> {
+/// Runs every phase and returns the results as a Markdown table. `credential` names what the
+/// client authenticates with (`API key` or `token`), for the notes.
+pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<String, Error> {
     let floor = args.floor.as_deref().map(Floor::new).transpose()?;
     let prefix = format!("{}-{:08x}", args.subject, rand::random::<u32>());
     let limit = Duration::from_secs(args.time_limit.max(1));
@@ -230,12 +240,17 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<String, Error> {
     let ours = Target::Ours(client);
     let mut rows = Vec::new();
 
+    eprintln!("bench: connection set-up ({} with {} at a time)", args.connects, args.connect_window);
+    let measured = connect(client, &subjects[0], &args, limit).await?;
+    let notes = format!("{credential}; connect→hello ms {}", measured.percentiles().unwrap_or_default());
+    rows.push(Row::new(format!("connection set-up, {} at a time", args.connect_window), measured, "conn/s", notes));
+
     eprintln!("bench: single publishes ({} with {} in flight)", args.messages, args.window);
     let mut row = Row::new(
         format!("publish, {} in flight", args.window),
         single(ours, &subjects[0], &args, limit).await?,
         "msg/s",
-        format!("{} B payloads", args.size),
+        format!("{credential}; {} B payloads", args.size),
     );
     if let Some(floor) = &floor {
         eprintln!("bench: single publishes against the floor");
@@ -286,6 +301,19 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<String, Error> {
         }
     }
     Ok(table(&rows))
+}
+
+/// Opens and closes connections, `--connect-window` at a time, timing each until its hello.
+async fn connect(client: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Measured, Error> {
+    let latency = std::sync::Mutex::new(latency_histogram());
+    let (count, elapsed) = pipelined(args.connects, args.connect_window, Instant::now() + limit, |_| async {
+        let started = Instant::now();
+        client.check_connection(subject).await?;
+        latency.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(started.elapsed().as_micros() as u64);
+        Ok(())
+    })
+    .await?;
+    Ok(Measured { count, elapsed, latency: Some(latency.into_inner().unwrap_or_else(|p| p.into_inner())) })
 }
 
 /// Single publishes, `--window` in flight.
