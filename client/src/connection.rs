@@ -5,6 +5,7 @@ use crate::credentials::{Credential, Credentials, TokenWatch};
 use crate::error::{Error, Result};
 use crate::frames::{self, Incoming};
 use crate::http::Http;
+use durable_stream_protocol::token::{TOKEN_EXPIRED_CLOSE_CODE, TOKEN_REVOKED_CLOSE_CODE};
 use futures_util::StreamExt;
 use reqwest::Url;
 use std::time::Duration;
@@ -218,19 +219,14 @@ impl Settings {
     }
 }
 
-/// The close code of a socket whose token expired without an in-band refresh.
-const CLOSE_TOKEN_EXPIRED: u16 = 4401;
-/// The close code of a socket whose token was revoked.
-const CLOSE_TOKEN_REVOKED: u16 = 4403;
-
 /// The error behind a close that ends the credential's use rather than the connection's:
 /// reconnecting with the same token is pointless.
 pub(crate) fn credential_closed(frame: Option<&CloseFrame>) -> Option<Error> {
     let frame = frame?;
     let reason = close_reason(Some(frame));
     match u16::from(frame.code) {
-        CLOSE_TOKEN_EXPIRED => Some(Error::TokenExpired(reason)),
-        CLOSE_TOKEN_REVOKED => Some(Error::Unauthorized(reason)),
+        TOKEN_EXPIRED_CLOSE_CODE => Some(Error::TokenExpired(reason)),
+        TOKEN_REVOKED_CLOSE_CODE => Some(Error::Unauthorized(reason)),
         _ => None,
     }
 }

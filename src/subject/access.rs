@@ -6,14 +6,10 @@ use super::Core;
 use crate::auth;
 use durable_stream_protocol::frame::encode_error;
 use durable_stream_protocol::rate::{Limiter, Rates};
-use durable_stream_protocol::token::{Actions, Grant, TokenError, TokenInfo};
+use durable_stream_protocol::token::{Actions, Grant, TokenError, TokenInfo, TOKEN_EXPIRED_CLOSE_CODE, TOKEN_REVOKED_CLOSE_CODE};
 use durable_stream_protocol::ProtocolError;
 use worker::Env;
 
-/// Close code of a socket whose token expired without an in-band refresh.
-pub const TOKEN_EXPIRED_CLOSE_CODE: u16 = 4401;
-/// Close code of a socket whose token was revoked.
-pub const TOKEN_REVOKED_CLOSE_CODE: u16 = 4403;
 /// Most per-token limiters kept; idle ones (full buckets) are dropped beyond it.
 const MAX_TOKEN_LIMITERS: usize = 1000;
 

@@ -224,7 +224,7 @@ fn numeric_date(name: &str, value: Option<f64>) -> Result<Option<u64>, String> {
     match value {
         None => Ok(None),
         // RFC 7519 allows fractions; whole seconds are what we compare.
-        Some(v) if v.is_finite() && v >= 0.0 && v < 1e13 => Ok(Some(v as u64)),
+        Some(v) if v.is_finite() && (0.0..1e13).contains(&v) => Ok(Some(v as u64)),
         Some(_) => Err(format!("{name} must be a time in seconds since 1970")),
     }
 }

@@ -14,6 +14,11 @@ pub use revocation::{Revocation, RevocationList};
 
 use crate::{ErrorCode, ProtocolError};
 
+/// Close code of a socket whose token expired without an in-band refresh.
+pub const TOKEN_EXPIRED_CLOSE_CODE: u16 = 4401;
+/// Close code of a socket whose token was revoked.
+pub const TOKEN_REVOKED_CLOSE_CODE: u16 = 4403;
+
 impl From<TokenError> for ProtocolError {
     fn from(error: TokenError) -> Self {
         let code = if error == TokenError::Expired { ErrorCode::TokenExpired } else { ErrorCode::Unauthorized };
