@@ -24,16 +24,17 @@ impl Core {
 
     /// Whether `conn` may send a frame needing `needed`: a socket whose token has expired is
     /// closed (Err(None)); a frame its grant does not cover is refused with `forbidden`.
-    pub fn check_frame(&mut self, conn: &str, needed: Actions, subject: &str, now: u64) -> Result<(), Option<ProtocolError>> {
+    pub fn check_frame(&mut self, conn: &str, needed: Actions, now: u64) -> Result<(), Option<ProtocolError>> {
         let Some(session) = self.sessions.get_mut(conn) else { return Err(None) };
         if session.grant.expires_at_ms().is_some_and(|exp| exp <= now) {
             self.close_for(conn, TokenError::Expired.into(), TOKEN_EXPIRED_CLOSE_CODE, "token expired");
             return Err(None);
         }
-        match needed.each().find(|action| !session.grant.allows(*action)) {
-            Some(missing) => Err(Some(session.grant.refusal(missing, subject))),
-            None => Ok(()),
+        if session.grant.allows(needed) {
+            return Ok(());
         }
+        let missing = needed.each().find(|action| !session.grant.allows(*action)).unwrap_or(needed);
+        Err(Some(session.grant.refusal(missing, &self.meta.subject)))
     }
 
     /// Closes the sockets whose token has expired or is revoked (from the alarm).

@@ -290,8 +290,7 @@ impl DurableObject for Subject {
                     .map_err(|e| (e.id, Failure::Client(e.error)))
                     .and_then(|frame| {
                         let id = frame.id().cloned();
-                        let subject = core.meta.subject.clone();
-                        match core.check_frame(&conn, crate::access::frame(&frame), &subject, now) {
+                        match core.check_frame(&conn, crate::access::frame(&frame), now) {
                             Ok(()) => {}
                             // The socket was closed (its token expired): nothing to answer.
                             Err(None) => return Ok(()),
