@@ -38,6 +38,10 @@ pub struct Config {
     pub max_connections: usize,
     /// Most arrays and objects nested in one message or state document.
     pub max_json_depth: usize,
+    /// Most headers on one message.
+    pub max_headers: usize,
+    /// Most bytes of header names and values together on one message.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Config {
@@ -58,6 +62,8 @@ impl Default for Config {
             max_state_bytes: 64 * 1024,
             max_connections: 5000,
             max_json_depth: 64,
+            max_headers: 32,
+            max_header_bytes: 8 * 1024,
         }
     }
 }
@@ -94,6 +100,8 @@ pub const VARIABLES: &[&str] = &[
     "MAX_STATE_BYTES",
     "MAX_CONNECTIONS",
     "MAX_JSON_DEPTH",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
 ];
 
 /// The deepest `MAX_JSON_DEPTH` allowed: a message inside the deepest envelope the server
@@ -137,6 +145,8 @@ impl Config {
             max_state_bytes: read("MAX_STATE_BYTES", d.max_state_bytes as u64, 2, 32 * MIB)? as usize,
             max_connections: read("MAX_CONNECTIONS", d.max_connections as u64, 1, 32_768)? as usize,
             max_json_depth: read("MAX_JSON_DEPTH", d.max_json_depth as u64, 1, MAX_JSON_DEPTH_LIMIT)? as usize,
+            max_headers: read("MAX_HEADERS", d.max_headers as u64, 0, 1000)? as usize,
+            max_header_bytes: read("MAX_HEADER_BYTES", d.max_header_bytes as u64, 0, MIB)? as usize,
         };
         if config.default_window > config.max_window {
             return Err(ConfigError {
@@ -184,6 +194,9 @@ mod tests {
         assert!(with(&[("MAX_DELIVER", "-1")]).is_err());
         assert_eq!(with(&[("MAX_JSON_DEPTH", "124")]).unwrap().max_json_depth, 124);
         assert!(with(&[("MAX_JSON_DEPTH", "125")]).unwrap_err().to_string().contains("between 1 and 124"));
+        assert_eq!(with(&[("MAX_HEADERS", "0"), ("MAX_HEADER_BYTES", "1048576")]).map(|c| (c.max_headers, c.max_header_bytes)), Ok((0, 1024 * 1024)));
+        assert!(with(&[("MAX_HEADERS", "1001")]).unwrap_err().to_string().contains("between 0 and 1000"));
+        assert!(with(&[("MAX_HEADER_BYTES", "1048577")]).is_err());
     }
 
     #[test]

@@ -58,11 +58,23 @@ impl fmt::Display for ErrorCode {
 pub struct ProtocolError {
     pub code: ErrorCode,
     pub message: String,
+    /// Positions the client can act on, sent next to `code` and `message` under their names:
+    /// `lastSeq` for a failed `expectLastSeq`, `first` and `last` for a message not found.
+    pub details: Vec<(&'static str, u64)>,
 }
 
 impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtocolError { code, message: message.into() }
+        ProtocolError { code, message: message.into(), details: Vec::new() }
+    }
+    /// Adds a named number to the error (see [`ProtocolError::details`]).
+    pub fn with_detail(mut self, name: &'static str, value: u64) -> Self {
+        self.details.push((name, value));
+        self
+    }
+    /// The value of a detail, if the error has it.
+    pub fn detail(&self, name: &str) -> Option<u64> {
+        self.details.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -80,9 +92,21 @@ impl ProtocolError {
         Self::new(ErrorCode::Internal, "internal error")
     }
 
-    /// The HTTP error body: `{"error":{"code":"…","message":"…"}}`.
+    /// The error's fields: `code`, `message` and the details.
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("code".into(), self.code.as_str().into());
+        fields.insert("message".into(), self.message.as_str().into());
+        for (name, value) in &self.details {
+            fields.insert((*name).into(), (*value).into());
+        }
+        fields
+    }
+
+    /// The HTTP error body: `{"error":{"code":"…","message":"…"}}`, with the details next to
+    /// `message` (`{"error":{"code":"conflict","message":"…","lastSeq":7}}`).
     pub fn to_http_body(&self) -> String {
-        serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
+        serde_json::json!({ "error": self.fields() }).to_string()
     }
 }
 
@@ -122,5 +146,13 @@ mod tests {
         assert_eq!(v["error"]["code"], "too_large");
         assert_eq!(v["error"]["message"], "frame is 2000000 bytes");
         assert_eq!(ErrorCode::TooLarge.http_status(), 413);
+    }
+
+    #[test]
+    fn details_go_next_to_the_message() {
+        let error = ProtocolError::not_found("message 3 was trimmed").with_detail("first", 5).with_detail("last", 9);
+        assert_eq!((error.detail("first"), error.detail("last"), error.detail("lastSeq")), (Some(5), Some(9), None));
+        let body: serde_json::Value = serde_json::from_str(&error.to_http_body()).unwrap();
+        assert_eq!(body, serde_json::json!({ "error": { "code": "not_found", "message": "message 3 was trimmed", "first": 5, "last": 9 } }));
     }
 }
