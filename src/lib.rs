@@ -79,7 +79,7 @@ async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
             auth::require_api_key(&req, env)?;
             files::handle(req, env).await
         }
-        Route::Subject | Route::SubjectMessages | Route::SubjectState => {
+        Route::Subject | Route::SubjectMessages | Route::SubjectMessage | Route::SubjectState => {
             auth::require_api_key(&req, env)?;
             let subject = path.trim_start_matches("/v1/stream/").split('/').next().unwrap_or_default();
             validate_subject(subject)?;

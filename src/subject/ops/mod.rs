@@ -1,5 +1,6 @@
 //! One module per operation, each a function from a parsed request to its reply.
 
+pub mod get;
 pub mod info;
 pub mod publish;
 pub mod state;
@@ -13,8 +14,9 @@ use durable_stream_protocol::ClientFrame;
 /// Runs one client request from connection `conn`, sending its reply on that connection.
 pub fn run(core: &mut Core, conn: &str, frame: ClientFrame, now: u64) -> Result<(), Failure> {
     let reply = match frame {
-        ClientFrame::Publish { id, payload, msg_id } => {
-            return publish::over_websocket(core, conn, id.as_ref(), &payload, msg_id.as_deref(), now)
+        ClientFrame::Publish { id, payload, msg_id, expect_last_seq } => {
+            let conditions = publish::Conditions { msg_id: msg_id.as_deref(), expect_last_seq };
+            return publish::over_websocket(core, conn, id.as_ref(), &payload, conditions, now);
         }
         ClientFrame::Subscribe { id, from, consumer, window } => {
             return subscribe::subscribe(core, conn, id.as_ref(), from, consumer, window, now)
@@ -27,6 +29,7 @@ pub fn run(core: &mut Core, conn: &str, frame: ClientFrame, now: u64) -> Result<
         ClientFrame::StatePut { id, state, version } => {
             state::put_over_websocket(core, id.as_ref(), state.get(), version)?
         }
+        ClientFrame::Get { id, message } => get::over_websocket(core, id.as_ref(), message)?,
     };
     reply_to(core, conn, &reply);
     Ok(())
