@@ -54,6 +54,7 @@ mod cursor;
 mod error;
 mod files;
 mod frames;
+mod publish;
 mod requests;
 mod subscription;
 
@@ -64,6 +65,7 @@ pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
 pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
 pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use publish::{Headers, PublishOptions, StoredMessage};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.
