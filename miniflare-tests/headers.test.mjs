@@ -76,12 +76,12 @@ describe("headers round-trip", () => {
     // Live delivery (frames straight from the publish) and catch-up from storage.
     await live.waitForMessages(8);
     check(live.msgs, "live delivery");
-    assert.deepEqual(live.msgs.map((m) => m.rawHeaders), [expected[1], null, expected[3], null, null, expected[6], expected[7], null]);
+    assert.deepEqual(live.msgs.map((m) => m.rawHeaders ?? null), [expected[1], null, expected[3], null, null, expected[6], expected[7], null]);
     const replay = await ctx.open(s, "replay");
     await replay.ok({ op: "sub", from: 1 });
     await replay.waitForMessages(8);
     check(replay.msgs, "catch-up");
-    assert.deepEqual(replay.msgs.map((m) => m.rawHeaders), live.msgs.map((m) => m.rawHeaders));
+    assert.deepEqual(replay.msgs.map((m) => m.rawHeaders ?? null), live.msgs.map((m) => m.rawHeaders ?? null));
 
     // HTTP pages.
     const page = await ctx.call("GET", `/v1/stream/${s}/messages?from=1`);

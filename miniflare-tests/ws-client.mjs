@@ -118,7 +118,7 @@ export class WsClient {
     /** Every frame received, parsed, in order: { frame, text, at } */
     this.frames = [];
     /** Every delivered message in order: { seq, ts, headers, data, raw, rawHeaders, redelivered }
-     *  (no `headers` and `rawHeaders` null when the message has none) */
+     *  (`headers` and `rawHeaders`, the exact JSON text, only when the message has headers) */
     this.msgs = [];
     this.hello = null;
     this.closed = null;
@@ -165,8 +165,9 @@ export class WsClient {
       if (raws.length !== parsed.length) throw new Error("raw/parsed message count mismatch");
       parsed.forEach((m, k) => {
         if (raws[k].seq !== m.seq) throw new Error("raw/parsed seq mismatch");
-        const headers = "headers" in m ? { headers: m.headers } : {};
-        this.msgs.push({ seq: m.seq, ts: m.ts, ...headers, data: m.data, raw: raws[k].raw, rawHeaders: raws[k].headers, redelivered: !!m.redelivered });
+        // Only messages with headers have the keys, so messages without compare as before.
+        const headers = "headers" in m ? { headers: m.headers, rawHeaders: raws[k].headers } : {};
+        this.msgs.push({ seq: m.seq, ts: m.ts, ...headers, data: m.data, raw: raws[k].raw, redelivered: !!m.redelivered });
       });
     }
     /** Optional hook, called after every text frame is recorded (e.g. to ack as messages arrive). */
