@@ -320,8 +320,9 @@ async fn single(target: Target<'_>, subject: &str, args: &BenchArgs, limit: Dura
     Ok(Measured { count, elapsed, latency: None })
 }
 
-/// How often the plain and the conditional chain phases take turns (so that a machine getting
-/// busier or quieter during the run weighs on both alike).
+/// How often the plain and the conditional chain phases take turns, in the order plain,
+/// conditional, conditional, plain, … (so that a machine getting busier or quieter during the
+/// run, and the first turn's warm-up, weigh on both alike).
 const CHAIN_TURNS: u64 = 4;
 
 /// Plain publishes against conditional ones of the same shape: `--chains` publishers, each
@@ -329,17 +330,28 @@ const CHAIN_TURNS: u64 = 4;
 /// last sequence its previous publish got. The two take turns; returns a row for each, the
 /// conditional one with its cost over the plain one.
 async fn chains(client: &Client, plain: &[String], conditional: &[String], args: &BenchArgs, limit: Duration) -> Result<[Row; 2], Error> {
+    /// One kind of chain: its subjects, their last sequences, and what it did in all turns.
+    struct Chains<'a> {
+        subjects: &'a [String],
+        lasts: Vec<Seq>,
+        conditional: bool,
+        total: Measured,
+    }
     for subject in plain.iter().chain(conditional) {
         client.info(subject).await?; // opens the subject's connection, as `Target::publisher` does
     }
     let per_turn = args.chain_messages.div_ceil(CHAIN_TURNS);
     let deadline = Instant::now() + limit;
-    let (mut plain_lasts, mut conditional_lasts) = (vec![0; plain.len()], vec![0; conditional.len()]);
-    let (mut plain_total, mut conditional_total) = (Measured::empty(), Measured::empty());
-    for _ in 0..CHAIN_TURNS {
-        plain_total.add(chained(client, plain, &mut plain_lasts, false, per_turn, deadline, args.size).await?);
-        conditional_total.add(chained(client, conditional, &mut conditional_lasts, true, per_turn, deadline, args.size).await?);
+    let mut kinds = [(plain, false), (conditional, true)]
+        .map(|(subjects, conditional)| Chains { subjects, lasts: vec![0; subjects.len()], conditional, total: Measured::empty() });
+    for turn in 0..CHAIN_TURNS {
+        for kind in if turn % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let chains = &mut kinds[kind];
+            let measured = chained(client, chains.subjects, &mut chains.lasts, chains.conditional, per_turn, deadline, args.size).await?;
+            chains.total.add(measured);
+        }
     }
+    let [plain_total, conditional_total] = kinds.map(|chains| chains.total);
     let shape = format!("{} subjects, one at a time", args.chains);
     let cost = plain_total.rate() / conditional_total.rate().max(1e-9) - 1.0;
     Ok([
