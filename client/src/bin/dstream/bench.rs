@@ -321,9 +321,9 @@ async fn single(target: Target<'_>, subject: &str, args: &BenchArgs, limit: Dura
 }
 
 /// How often the plain and the conditional chain phases take turns, in the order plain,
-/// conditional, conditional, plain, … (so that a machine getting busier or quieter during the
-/// run, and the first turn's warm-up, weigh on both alike).
-const CHAIN_TURNS: u64 = 4;
+/// conditional, conditional, plain, …: short turns in a balanced order, so that other work on
+/// the machine coming and going, and the first turn's warm-up, weigh on both alike.
+const CHAIN_TURNS: u64 = 10;
 
 /// Plain publishes against conditional ones of the same shape: `--chains` publishers, each
 /// publishing to its own subject one message at a time; a conditional publisher expects the
