@@ -74,6 +74,8 @@ describe("methods", () => {
     { path: `/v1/files/${fileKey}`, allow: "GET, HEAD, PUT, POST, DELETE, OPTIONS", unserved: [] },
     { path: `/v1/stream/${subject}`, allow: "GET, POST, DELETE, OPTIONS", unserved: ["HEAD", "PUT"] },
     { path: `/v1/stream/${subject}/messages`, allow: "GET, DELETE, OPTIONS", unserved: ["HEAD", "POST", "PUT"] },
+    { path: `/v1/stream/${subject}/messages/1`, allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
+    { path: `/v1/stream/${subject}/messages/last`, allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
     { path: `/v1/stream/${subject}/state`, allow: "GET, PUT, OPTIONS", unserved: ["HEAD", "POST", "DELETE"] },
     { path: `/ds/v1/stream/${subject}`, allow: "GET, HEAD, PUT, POST, DELETE, OPTIONS", unserved: [] },
   ];
@@ -149,7 +151,7 @@ describe("CORS with the default configuration (any origin)", () => {
     assert.equal(res.headers["access-control-allow-origin"], "*");
     assert.equal(res.headers["access-control-allow-methods"], "GET, POST, DELETE, OPTIONS");
     const allowed = res.headers["access-control-allow-headers"].split(", ");
-    for (const header of ["authorization", "x-api-key", "content-type", "idempotency-key", "if-match", "range"]) {
+    for (const header of ["authorization", "x-api-key", "content-type", "idempotency-key", "expected-last-seq", "nats-expected-last-sequence", "if-match", "range"]) {
       assert.ok(allowed.includes(header), header);
     }
     assert.equal(res.headers["access-control-allow-credentials"], undefined);

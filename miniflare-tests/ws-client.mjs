@@ -62,7 +62,8 @@ export function scanJsonValue(text, i) {
 
 /**
  * The messages of a `msg`/`msgs` frame with each `data` as the exact JSON text the server sent
- * (the server writes `seq`, `ts`, `data`, then an optional `redelivered`, in that order).
+ * (the server writes `seq`, `ts`, an optional `headers`, `data`, then an optional
+ * `redelivered`, in that order).
  */
 export function rawMessages(text) {
   const out = [];
@@ -72,12 +73,21 @@ export function rawMessages(text) {
     if (one.length !== 1) throw new Error("msg frame with more than one message");
     return one;
   }
-  const element = /\{"seq":(\d+),"ts":(\d+),"data":/y;
+  const element = /\{"seq":(\d+),"ts":(\d+),/y;
   const parseOne = (at) => {
     element.lastIndex = at;
     const m = element.exec(text);
     if (!m) throw new Error(`unexpected message layout at ${at}: ${text.slice(at, at + 80)}`);
-    const start = element.lastIndex;
+    let start = element.lastIndex;
+    let headers = null;
+    if (text.startsWith('"headers":', start)) {
+      const from = start + '"headers":'.length;
+      start = scanJsonValue(text, from);
+      headers = text.slice(from, start);
+      if (text[start++] !== ",") throw new Error(`unexpected text after headers at ${start - 1}`);
+    }
+    if (!text.startsWith('"data":', start)) throw new Error(`unexpected message layout at ${start}: ${text.slice(start, start + 80)}`);
+    start += '"data":'.length;
     const end = scanJsonValue(text, start);
     let i = end;
     let redelivered = false;
@@ -86,7 +96,7 @@ export function rawMessages(text) {
       i += ',"redelivered":true'.length;
     }
     if (text[i] !== "}") throw new Error(`unexpected text after data at ${i}: ${text.slice(i, i + 40)}`);
-    out.push({ seq: Number(m[1]), ts: Number(m[2]), raw: text.slice(start, end), redelivered });
+    out.push({ seq: Number(m[1]), ts: Number(m[2]), raw: text.slice(start, end), headers, redelivered });
     return i + 1;
   };
   const prefix = '{"op":"msgs","messages":[';
@@ -107,7 +117,8 @@ export class WsClient {
     this.label = label;
     /** Every frame received, parsed, in order: { frame, text, at } */
     this.frames = [];
-    /** Every delivered message in order: { seq, ts, data, raw, redelivered } */
+    /** Every delivered message in order: { seq, ts, headers, data, raw, rawHeaders, redelivered }
+     *  (`headers` and `rawHeaders`, the exact JSON text, only when the message has headers) */
     this.msgs = [];
     this.hello = null;
     this.closed = null;
@@ -154,7 +165,9 @@ export class WsClient {
       if (raws.length !== parsed.length) throw new Error("raw/parsed message count mismatch");
       parsed.forEach((m, k) => {
         if (raws[k].seq !== m.seq) throw new Error("raw/parsed seq mismatch");
-        this.msgs.push({ seq: m.seq, ts: m.ts, data: m.data, raw: raws[k].raw, redelivered: !!m.redelivered });
+        // Only messages with headers have the keys, so messages without compare as before.
+        const headers = "headers" in m ? { headers: m.headers, rawHeaders: raws[k].headers } : {};
+        this.msgs.push({ seq: m.seq, ts: m.ts, ...headers, data: m.data, raw: raws[k].raw, redelivered: !!m.redelivered });
       });
     }
     /** Optional hook, called after every text frame is recorded (e.g. to ack as messages arrive). */

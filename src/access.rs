@@ -11,7 +11,7 @@ use durable_stream_protocol::ClientFrame;
 pub fn frame(frame: &ClientFrame) -> Actions {
     match frame {
         ClientFrame::Publish { .. } => Actions::PUB,
-        ClientFrame::Subscribe { .. } | ClientFrame::Info { .. } => Actions::SUB,
+        ClientFrame::Subscribe { .. } | ClientFrame::Info { .. } | ClientFrame::Get { .. } => Actions::SUB,
         ClientFrame::Trim { .. } => Actions::ADMIN,
         ClientFrame::StateGet { .. } | ClientFrame::StatePut { .. } => Actions::STATE,
         ClientFrame::Ack { .. } | ClientFrame::Unsubscribe { .. } | ClientFrame::Auth { .. } => Actions::NONE,
@@ -63,6 +63,7 @@ mod tests {
             (Route::Subject, "POST", false, Actions::PUB),
             (Route::Subject, "DELETE", false, Actions::ADMIN),
             (Route::SubjectMessages, "GET", false, Actions::SUB),
+            (Route::SubjectMessage, "GET", false, Actions::SUB),
             (Route::SubjectMessages, "DELETE", false, Actions::ADMIN),
             (Route::SubjectState, "GET", false, Actions::STATE),
             (Route::SubjectState, "PUT", false, Actions::STATE),
@@ -90,6 +91,7 @@ mod tests {
             (r#"{"op":"pub","data":1}"#, Actions::PUB),
             (r#"{"op":"sub"}"#, Actions::SUB),
             (r#"{"op":"info"}"#, Actions::SUB),
+            (r#"{"op":"get","seq":1}"#, Actions::SUB),
             (r#"{"op":"trim","upto":1}"#, Actions::ADMIN),
             (r#"{"op":"state.get"}"#, Actions::STATE),
             (r#"{"op":"state.put","state":1}"#, Actions::STATE),

@@ -11,7 +11,8 @@ pub const ORIGINS_VAR: &str = "CORS_ALLOWED_ORIGINS";
 
 /// Request headers a page may send: the API key's, the native API's and the Durable Streams
 /// protocol's, and the file metadata an upload stores.
-const ALLOW_HEADERS: &str = "authorization, x-api-key, content-type, idempotency-key, if-match, if-none-match, \
+const ALLOW_HEADERS: &str = "authorization, x-api-key, content-type, idempotency-key, expected-last-seq, \
+nats-expected-last-sequence, if-match, if-none-match, \
 if-range, range, content-language, content-disposition, content-encoding, cache-control, expires, stream-seq, \
 stream-ttl, stream-expires-at, stream-closed, producer-id, producer-epoch, producer-seq, stream-forked-from, \
 stream-fork-offset, stream-fork-sub-offset";

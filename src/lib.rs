@@ -97,7 +97,7 @@ async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
                 _ => tokens::list_revocations(env).await,
             }
         }
-        Route::Subject | Route::SubjectMessages | Route::SubjectState => {
+        Route::Subject | Route::SubjectMessages | Route::SubjectMessage | Route::SubjectState => {
             let principal = auth::authenticate(&req, env).await?;
             let subject = path.trim_start_matches("/v1/stream/").split('/').next().unwrap_or_default();
             validate_subject(subject)?;

@@ -12,6 +12,8 @@ pub enum Route {
     /// `/v1/stream/{subject}`: info, publish, delete, and the WebSocket upgrade (a GET).
     Subject,
     SubjectMessages,
+    /// `/v1/stream/{subject}/messages/{seq}` (or `…/messages/last`): one message.
+    SubjectMessage,
     SubjectState,
     /// `/ds/v1/stream/{name}`: the Durable Streams mount.
     DsStream,
@@ -52,7 +54,10 @@ impl Route {
             None => Some(Route::Subject),
             Some((_, "messages")) => Some(Route::SubjectMessages),
             Some((_, "state")) => Some(Route::SubjectState),
-            Some(_) => None,
+            Some((_, sub)) => match sub.strip_prefix("messages/") {
+                Some(message) if !message.is_empty() && !message.contains('/') => Some(Route::SubjectMessage),
+                _ => None,
+            },
         }
     }
 
@@ -65,6 +70,7 @@ impl Route {
             Route::File | Route::DsStream => &["GET", "HEAD", "PUT", "POST", "DELETE"],
             Route::Subject => &["GET", "POST", "DELETE"],
             Route::SubjectMessages => &["GET", "DELETE"],
+            Route::SubjectMessage => &["GET"],
             Route::SubjectState => &["GET", "PUT"],
         }
     }
@@ -98,6 +104,8 @@ mod tests {
         assert_eq!(Route::parse("/v1/stream/orders"), Some(Route::Subject));
         assert_eq!(Route::parse("/v1/stream/orders/messages"), Some(Route::SubjectMessages));
         assert_eq!(Route::parse("/v1/stream/orders/state"), Some(Route::SubjectState));
+        assert_eq!(Route::parse("/v1/stream/orders/messages/42"), Some(Route::SubjectMessage));
+        assert_eq!(Route::parse("/v1/stream/orders/messages/last"), Some(Route::SubjectMessage));
         assert_eq!(Route::parse("/ds/v1/stream/a/b"), Some(Route::DsStream));
         assert_eq!(Route::parse("/v1/tokens"), Some(Route::Tokens));
         assert_eq!(Route::parse("/v1/tokens/revoke"), Some(Route::TokenRevoke));
@@ -106,7 +114,19 @@ mod tests {
 
     #[test]
     fn unknown_paths_have_no_route() {
-        for path in ["/", "/healthz", "/v1/files2", "/v1/stream/orders/", "/v1/stream/orders/acks", "/ds", "/ds/v1/other", "/v1/tokens/", "/v1/tokens/x"] {
+        for path in [
+            "/",
+            "/healthz",
+            "/v1/files2",
+            "/v1/stream/orders/",
+            "/v1/stream/orders/acks",
+            "/v1/stream/orders/messages/",
+            "/v1/stream/orders/messages/1/2",
+            "/ds",
+            "/ds/v1/other",
+            "/v1/tokens/",
+            "/v1/tokens/x",
+        ] {
             assert_eq!(Route::parse(path), None, "{path}");
         }
     }
@@ -127,5 +147,6 @@ mod tests {
         assert_eq!(Route::Subject.allow(), "GET, POST, DELETE, OPTIONS");
         assert_eq!(Route::File.allow(), "GET, HEAD, PUT, POST, DELETE, OPTIONS");
         assert_eq!(Route::FileList.allow(), "GET, OPTIONS");
+        assert_eq!(Route::SubjectMessage.allow(), "GET, OPTIONS");
     }
 }

@@ -6,6 +6,7 @@ use crate::credentials::{Credentials, TokenProvider};
 use crate::error::{Error, Result};
 use crate::http::Http;
 use crate::frames::Reply;
+use crate::publish::{Headers, PublishOptions, StoredMessage};
 use crate::requests::{RequestConnection, Resend};
 use crate::subscription::{self, SubscribeOptions, Subscription};
 use durable_stream_protocol::subject::validate_subject;
@@ -274,7 +275,39 @@ impl Client {
     /// Publishes one message with an application-chosen idempotency key: publishing the same
     /// `msg_id` again within the server's dedup window returns the original sequence.
     pub async fn publish_with_id(&self, subject: &str, data: impl Serialize, msg_id: &str) -> Result<Seq> {
-        let frame = op_frame("pub", [("data", to_json(data)?), ("msgId", msg_id.into())]);
+        self.publish_with_options(subject, data, PublishOptions::new().msg_id(msg_id)).await
+    }
+
+    /// Publishes one message only if the subject's last sequence is `expect_last_seq` (`0`: only
+    /// if the subject never had a message). Otherwise nothing is stored and it fails with
+    /// [`Error::Conflict`] whose `last_seq` is the subject's real last sequence:
+    ///
+    /// ```no_run
+    /// # use durable_stream_client::{Client, Error};
+    /// # async fn example(client: Client) -> Result<(), Error> {
+    /// match client.publish_if("order-17", serde_json::json!({ "type": "OrderShipped" }), 41).await {
+    ///     Ok(seq) => println!("appended as #{seq}"),
+    ///     Err(Error::Conflict { last_seq: Some(last), .. }) => println!("someone appended up to #{last}: read and decide again"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// Like every publish it carries a message id, so a resend after a dropped connection
+    /// answers the original sequence rather than a conflict with its own append.
+    pub async fn publish_if(&self, subject: &str, data: impl Serialize, expect_last_seq: Seq) -> Result<Seq> {
+        self.publish_with_options(subject, data, PublishOptions::new().expect_last_seq(expect_last_seq)).await
+    }
+
+    /// Publishes one message with headers, an expected last sequence or a chosen message id
+    /// (see [`PublishOptions`]); returns its sequence number.
+    pub async fn publish_with_options(&self, subject: &str, data: impl Serialize, options: PublishOptions) -> Result<Seq> {
+        let mut frame = publish_frame(&options);
+        frame.insert("data".into(), to_json(data)?);
+        if !options.headers.is_empty() {
+            frame.insert("headers".into(), to_json(&options.headers)?);
+        }
         let reply = self.request(subject, frame, Resend::Safe).await?;
         field(&reply, "seq")
     }
@@ -286,10 +319,50 @@ impl Client {
         subject: &str,
         messages: impl IntoIterator<Item = T>,
     ) -> Result<(Seq, Seq)> {
-        let batch = messages.into_iter().map(to_json).collect::<Result<Vec<Value>>>()?;
-        let frame = op_frame("pub", [("batch", Value::Array(batch)), ("msgId", new_msg_id().into())]);
+        let messages = messages.into_iter().map(|data| (data, Headers::new()));
+        self.publish_batch_with_options(subject, messages, PublishOptions::new()).await
+    }
+
+    /// Publishes several messages atomically, each with its own headers (on top of those of
+    /// `options`, which go on every message), under one message id and, with
+    /// [`PublishOptions::expect_last_seq`], only if the subject's last sequence is that. Returns
+    /// the first and last sequence numbers assigned.
+    pub async fn publish_batch_with_options<T: Serialize>(
+        &self,
+        subject: &str,
+        messages: impl IntoIterator<Item = (T, Headers)>,
+        options: PublishOptions,
+    ) -> Result<(Seq, Seq)> {
+        let (mut batch, mut headers) = (Vec::new(), Vec::new());
+        for (data, own) in messages {
+            batch.push(to_json(data)?);
+            let mut all = options.headers.clone();
+            all.extend(own);
+            headers.push(if all.is_empty() { Value::Null } else { to_json(all)? });
+        }
+        let mut frame = publish_frame(&options);
+        frame.insert("batch".into(), Value::Array(batch));
+        if headers.iter().any(|h| !h.is_null()) {
+            frame.insert("headers".into(), Value::Array(headers));
+        }
         let reply = self.request(subject, frame, Resend::Safe).await?;
         Ok((field(&reply, "seq")?, field(&reply, "last")?))
+    }
+
+    /// Reads the message `seq` of the subject. [`Error::NotFound`] when it was trimmed or is
+    /// not written yet (the message says which, and what the subject holds).
+    pub async fn get_message(&self, subject: &str, seq: Seq) -> Result<StoredMessage> {
+        self.read_one(subject, seq.into()).await
+    }
+
+    /// Reads the subject's newest retained message ([`Error::NotFound`] when it holds none).
+    pub async fn get_last_message(&self, subject: &str) -> Result<StoredMessage> {
+        self.read_one(subject, "last".into()).await
+    }
+
+    async fn read_one(&self, subject: &str, seq: Value) -> Result<StoredMessage> {
+        let reply = self.request(subject, op_frame("get", [("seq", seq)]), Resend::Safe).await?;
+        serde_json::from_value(Value::Object(reply)).map_err(|e| Error::InvalidResponse(format!("get reply: {e}")))
     }
 
     /// Subscribes to `subject`. Returns once the server accepted the subscription.
@@ -378,6 +451,17 @@ impl Client {
     }
 }
 
+/// A `pub` frame without its payload: the message id (a fresh one unless chosen) and the
+/// expected last sequence.
+fn publish_frame(options: &PublishOptions) -> Map<String, Value> {
+    let msg_id = options.msg_id.clone().unwrap_or_else(new_msg_id);
+    let mut frame = op_frame("pub", [("msgId", msg_id.into())]);
+    if let Some(last_seq) = options.expect_last_seq {
+        frame.insert("expectLastSeq".into(), last_seq.into());
+    }
+    frame
+}
+
 /// A random 128-bit message id in hex.
 pub(crate) fn new_msg_id() -> String {
     format!("{:032x}", rand::random::<u128>())
@@ -412,6 +496,15 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn publish_frames_carry_the_options() {
+        let plain = publish_frame(&PublishOptions::new());
+        assert_eq!(plain.len(), 2);
+        assert_eq!(plain["msgId"].as_str().map(str::len), Some(32), "a fresh id");
+        let conditional = publish_frame(&PublishOptions::new().msg_id("m").expect_last_seq(0));
+        assert_eq!(Value::Object(conditional), json!({"op": "pub", "msgId": "m", "expectLastSeq": 0}));
     }
 
     #[test]

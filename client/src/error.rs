@@ -41,8 +41,15 @@ pub enum Error {
     TooLarge(String),
     /// A compare-and-set precondition failed, or the request conflicts with the current state
     /// (`conflict`; also HTTP 412).
-    #[error("conflict: {0}")]
-    Conflict(String),
+    #[error("conflict: {message}")]
+    Conflict {
+        /// The server's message.
+        message: String,
+        /// When a conditional publish was refused (its expected last sequence was not the
+        /// subject's): the subject's last sequence. Nothing was stored; read what came after
+        /// the expected one and decide again.
+        last_seq: Option<Seq>,
+    },
     /// The server asks the client to slow down (`rate_limited`); nothing was stored. Publishes
     /// wait `retry_after` and are sent again on their own while the request timeout allows, so
     /// this reaches the caller only when it does not.
@@ -152,7 +159,7 @@ impl Error {
             ErrorCode::TokenExpired => Error::TokenExpired(message),
             ErrorCode::NotFound => Error::NotFound(message),
             ErrorCode::TooLarge => Error::TooLarge(message),
-            ErrorCode::Conflict => Error::Conflict(message),
+            ErrorCode::Conflict => Error::Conflict { message, last_seq: None },
             ErrorCode::RateLimited => Error::RateLimited { message, retry_after: None },
             ErrorCode::Internal => Error::Internal(message),
         }
@@ -178,7 +185,7 @@ impl Error {
             Error::TokenExpired(_) => ErrorCode::TokenExpired,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::TooLarge(_) => ErrorCode::TooLarge,
-            Error::Conflict(_) => ErrorCode::Conflict,
+            Error::Conflict { .. } => ErrorCode::Conflict,
             Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Internal(_) => ErrorCode::Internal,
             _ => return None,
@@ -203,8 +210,17 @@ impl Error {
         )
     }
 
-    /// Maps an HTTP error response (status and body `{"error":{"code","message"}}`) to an error.
-    /// Bodies without that shape (proxies, HEAD requests) fall back to the status code.
+    /// Adds the subject's last sequence that a refused conditional publish reported.
+    pub(crate) fn with_last_seq(self, last_seq: Option<Seq>) -> Error {
+        match self {
+            Error::Conflict { message, .. } => Error::Conflict { message, last_seq },
+            other => other,
+        }
+    }
+
+    /// Maps an HTTP error response (status and body `{"error":{"code","message"}}`, and
+    /// `lastSeq` on a refused conditional publish) to an error. Bodies without that shape
+    /// (proxies, HEAD requests) fall back to the status code.
     pub(crate) fn from_http(status: u16, body: &[u8]) -> Error {
         #[derive(serde::Deserialize)]
         struct Body {
@@ -216,10 +232,11 @@ impl Error {
             code: String,
             message: String,
             retry_after_ms: Option<u64>,
+            last_seq: Option<Seq>,
         }
         if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
             if let Some(code) = ErrorCode::parse(&error.code) {
-                return Error::from_reply(code, error.message, error.retry_after_ms);
+                return Error::from_reply(code, error.message, error.retry_after_ms).with_last_seq(error.last_seq);
             }
         }
         let text = String::from_utf8_lossy(body).trim().to_string();
@@ -287,15 +304,18 @@ mod tests {
     #[test]
     fn http_error_bodies_map_to_their_code() {
         let e = Error::from_http(409, br#"{"error":{"code":"conflict","message":"version is 3"}}"#);
-        assert!(matches!(&e, Error::Conflict(m) if m == "version is 3"), "{e:?}");
+        assert!(matches!(&e, Error::Conflict { message, last_seq: None } if message == "version is 3"), "{e:?}");
         assert_eq!(e.code(), Some(ErrorCode::Conflict));
         assert!(!e.is_transient());
+        let refused = Error::from_http(409, br#"{"error":{"code":"conflict","message":"expected last sequence 4","lastSeq":7}}"#);
+        assert!(matches!(refused, Error::Conflict { last_seq: Some(7), .. }), "{refused:?}");
+        assert_eq!(refused.to_string(), "conflict: expected last sequence 4");
     }
 
     #[test]
     fn bodiless_http_errors_fall_back_to_the_status() {
         assert!(matches!(Error::from_http(404, b""), Error::NotFound(m) if m == "HTTP status 404"));
-        assert!(matches!(Error::from_http(412, b""), Error::Conflict(_)));
+        assert!(matches!(Error::from_http(412, b""), Error::Conflict { .. }));
         assert!(matches!(Error::from_http(503, b"upstream down"), Error::Internal(m) if m.contains("upstream down")));
         assert!(Error::from_http(503, b"").is_transient());
         assert!(matches!(Error::from_http(302, b""), Error::InvalidResponse(_)));

@@ -8,6 +8,7 @@
 //! as a whole.
 
 use crate::error::{Error, Result};
+use crate::Headers;
 use durable_stream_protocol::{ErrorCode, RequestId, Seq};
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -38,6 +39,8 @@ pub(crate) struct Received {
     pub seq: Seq,
     pub ts: u64,
     pub redelivered: bool,
+    /// Empty when the message has none.
+    pub headers: Headers,
     /// The payload, or why it could not be decoded.
     pub data: Result<Value, String>,
 }
@@ -83,11 +86,16 @@ fn message(fields: &Fields) -> Result<Received, String> {
         Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("`redelivered`: {e}"))?,
         None => false,
     };
+    let headers = match fields.get("headers") {
+        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("`headers`: {e}"))?,
+        None => Headers::new(),
+    };
     let raw_data = fields.get("data").ok_or("message without `data`")?;
     Ok(Received {
         seq: field(fields, "seq")?,
         ts: field(fields, "ts")?,
         redelivered,
+        headers,
         data: serde_json::from_str(raw_data.get()).map_err(|e| e.to_string()),
     })
 }
@@ -103,14 +111,14 @@ fn ok_fields(fields: &Fields) -> Result<Reply, String> {
         .collect()
 }
 
-/// The error an `err` frame reports.
+/// The error an `err` frame reports (with `lastSeq` when a conditional publish was refused).
 fn err_fields(fields: &Fields) -> Error {
     let (code, message) = match (field::<String>(fields, "code"), field::<String>(fields, "message")) {
         (Ok(code), Ok(message)) => (code, message),
         (Err(e), _) | (_, Err(e)) => return Error::InvalidResponse(format!("error reply: {e}")),
     };
     match ErrorCode::parse(&code) {
-        Some(code) => Error::from_reply(code, message, field(fields, "retryAfterMs").ok()),
+        Some(code) => Error::from_reply(code, message, field(fields, "retryAfterMs").ok()).with_last_seq(field(fields, "lastSeq").ok()),
         None => Error::InvalidResponse(format!("unknown error code {code:?}: {message}")),
     }
 }
@@ -166,6 +174,14 @@ mod tests {
     }
 
     #[test]
+    fn headers_are_decoded_and_absent_headers_are_empty() {
+        let received = messages(r#"{"op":"msgs","messages":[{"seq":1,"ts":1,"headers":{"type":"A","trace":"t"},"data":1},{"seq":2,"ts":1,"data":2}]}"#);
+        assert_eq!(received[0].headers, Headers::from([("type".into(), "A".into()), ("trace".into(), "t".into())]));
+        assert!(received[1].headers.is_empty());
+        assert!(matches!(decode(r#"{"op":"msg","seq":1,"ts":1,"headers":{"a":1},"data":1}"#), Err(Error::InvalidResponse(m)) if m.contains("`headers`")));
+    }
+
+    #[test]
     fn a_single_message_frame_with_an_undecodable_payload_keeps_its_sequence() {
         let received = messages(&format!(r#"{{"op":"msg","seq":3,"ts":5,"data":{}}}"#, nested(500)));
         assert_eq!((received[0].seq, received[0].ts, received[0].redelivered), (3, 5, false));
@@ -199,7 +215,13 @@ mod tests {
             panic!()
         };
         assert_eq!(id, None);
-        assert!(matches!(outcome, Err(Error::Conflict(m)) if m == "no"));
+        assert!(matches!(outcome, Err(Error::Conflict { message, last_seq: None }) if message == "no"));
+        let Incoming::Reply { outcome, .. } =
+            decode(r#"{"op":"err","id":2,"code":"conflict","message":"expected last sequence 3","lastSeq":5}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(outcome, Err(Error::Conflict { last_seq: Some(5), .. })));
 
         // A reply whose fields cannot be decoded still reaches its request, as an error.
         let text = format!(r#"{{"op":"ok","id":"s","state":{},"version":2}}"#, nested(300));

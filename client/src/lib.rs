@@ -56,6 +56,7 @@ mod error;
 mod files;
 mod frames;
 mod http;
+mod publish;
 mod requests;
 mod subscription;
 mod token;
@@ -67,6 +68,7 @@ pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
 pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
 pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use publish::{Headers, PublishOptions, StoredMessage};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
 pub use token::{Action, Ed25519Key, IssuedToken, Revocation, Revoke, Revoked, TokenBuilder, TokenLimits};
 

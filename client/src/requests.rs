@@ -499,7 +499,7 @@ mod tests {
         let frame = read_frame(&mut socket).await;
         let reply = json!({ "op": "err", "id": frame["id"], "code": "conflict", "message": "no" });
         socket.send(WsMessage::text(reply.to_string())).await.unwrap();
-        assert!(matches!(refused.await.unwrap(), Err(Error::Conflict(m)) if m == "no"));
+        assert!(matches!(refused.await.unwrap(), Err(Error::Conflict { message, .. }) if message == "no"));
 
         // Unattributable errors (id null) and unknown frames are ignored; the request times out.
         let ignored = {

@@ -7,6 +7,7 @@ use crate::credentials::{auth_request, TokenWatch};
 use crate::cursor::{cursor_key, Cursor, CursorStore};
 use crate::error::{Error, Result};
 use crate::frames::{self, Incoming, Received};
+use crate::Headers;
 use durable_stream_protocol::{RequestId, Seq, StartPosition};
 use futures_core::Stream;
 use futures_util::{SinkExt, StreamExt};
@@ -112,6 +113,8 @@ pub struct Message {
     pub seq: Seq,
     /// When the server stored it, in milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The headers it was published with (empty when none).
+    pub headers: Headers,
     /// The published JSON value.
     pub data: Value,
     /// Whether it was delivered before without being acknowledged.
@@ -137,6 +140,7 @@ impl fmt::Debug for Message {
         f.debug_struct("Message")
             .field("seq", &self.seq)
             .field("ts", &self.ts)
+            .field("headers", &self.headers)
             .field("data", &self.data)
             .field("redelivered", &self.redelivered)
             .finish()
@@ -416,8 +420,10 @@ impl Subscription {
         self.shared.save_cursor()
     }
 
-    fn to_message(&self, generation: u64, seq: Seq, ts: u64, data: Value, redelivered: bool) -> Message {
-        Message { seq, ts, data, redelivered, acker: Acker { shared: self.shared.clone(), generation } }
+    fn to_message(&self, generation: u64, received: Received, redelivered: bool) -> Result<Message> {
+        let Received { seq, ts, headers, data, .. } = received;
+        let data = data.map_err(|reason| Error::Undecodable { seq, reason })?;
+        Ok(Message { seq, ts, headers, data, redelivered, acker: Acker { shared: self.shared.clone(), generation } })
     }
 }
 
@@ -444,11 +450,7 @@ impl Stream for Subscription {
                 if ack_moved {
                     self.shared.ack_wakeup.notify_one();
                 }
-                let Received { seq, ts, data, .. } = received;
-                return Poll::Ready(Some(match data {
-                    Ok(data) => Ok(self.to_message(generation, seq, ts, data, redelivered)),
-                    Err(reason) => Err(Error::Undecodable { seq, reason }),
-                }));
+                return Poll::Ready(Some(self.to_message(generation, received, redelivered)));
             }
             match self.deliveries.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -810,6 +812,7 @@ pub(crate) fn start_to_json(from: StartPosition) -> Value {
         StartPosition::First => "first".into(),
         StartPosition::Last => "last".into(),
         StartPosition::New => "new".into(),
+        StartPosition::Time(ms) => json!({ "time": ms }),
     }
 }
 
@@ -818,7 +821,7 @@ mod tests {
     use super::*;
 
     fn wire(seq: Seq) -> Received {
-        Received { seq, ts: 0, data: Ok(Value::Null), redelivered: false }
+        Received { seq, ts: 0, data: Ok(Value::Null), redelivered: false, headers: Headers::new() }
     }
 
     #[test]
@@ -976,5 +979,6 @@ mod tests {
         assert_eq!(start_to_json(StartPosition::First), json!("first"));
         assert_eq!(start_to_json(StartPosition::Last), json!("last"));
         assert_eq!(start_to_json(StartPosition::New), json!("new"));
+        assert_eq!(start_to_json(StartPosition::Time(1_795_946_400_000)), json!({ "time": 1_795_946_400_000u64 }));
     }
 }

@@ -483,3 +483,51 @@ async fn publishing_standard_input_fails_at_once_while_more_input_may_come() {
     assert!(stderr.ends_with("connection refused — is the server running? (./scripts/dev.sh)\n"), "{stderr}");
     drop(stdin);
 }
+
+#[tokio::test]
+async fn conditional_publishes_headers_single_messages_and_since() {
+    let server = Server::start().await;
+    let subject = unique_subject("cli-semantics");
+    let created = ok(&server, &["pub", &subject, r#"{"type":"OrderCreated"}"#, "--expect-last-seq", "0", "--header", "source=cli", "--header", "trace=t-1"]).await;
+    assert_eq!(created.trim(), "1");
+
+    // A stale expectation: exit status 3, nothing stored, and what to do next.
+    let (status, stderr) = failure(&mut dstream(&server, &["pub", &subject, "{}", "--expect-last-seq", "0"])).await;
+    assert_eq!(status, Some(3));
+    assert!(stderr.starts_with("dstream: conflict: expected an empty subject (last sequence 0), but the subject's last sequence is 1"), "{stderr}");
+    assert!(stderr.ends_with(&format!("`dstream sub {subject} --from 1 --count 1` shows what was published after 0; then publish again with --expect-last-seq 1\n")), "{stderr}");
+
+    // Standard input with an expectation: the batches chain, each expecting the one before.
+    let mut publisher = dstream(&server, &["pub", &subject, "-", "--expect-last-seq", "1", "--header", "source=stdin"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = publisher.stdin.take().unwrap();
+    stdin.write_all(b"2\n3\n").await.unwrap();
+    drop(stdin);
+    let published = publisher.wait_with_output().await.unwrap();
+    assert!(published.status.success(), "{}", String::from_utf8_lossy(&published.stderr));
+    let empty = dstream(&server, &["pub", &subject, "-", "--expect-last-seq", "1"]).stdin(Stdio::null()).output().await.unwrap();
+    assert!(empty.status.success(), "nothing to publish is no conflict");
+
+    let first: Value = serde_json::from_str(&ok(&server, &["get", &subject, "1"]).await).unwrap();
+    assert_eq!(first["headers"], serde_json::json!({ "source": "cli", "trace": "t-1" }));
+    assert_eq!(first["data"], serde_json::json!({ "type": "OrderCreated" }));
+    let last: Value = serde_json::from_str(&ok(&server, &["get", &subject, "last"]).await).unwrap();
+    assert_eq!((last["seq"].as_u64(), &last["headers"]), (Some(3), &serde_json::json!({ "source": "stdin" })));
+    let (status, stderr) = failure(&mut dstream(&server, &["get", &subject, "9"])).await;
+    assert_eq!(status, Some(1));
+    assert!(stderr.contains("not found: message 9 does not exist yet; the subject holds 1 to 3"), "{stderr}");
+
+    // --since: everything from an hour ago, as JSON lines with headers where there are some.
+    let lines = ok(&server, &["sub", &subject, "--since", "1h", "--count", "3", "--json"]).await;
+    let messages: Vec<Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(messages.iter().map(|m| m["seq"].as_u64().unwrap()).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(messages[1]["headers"], serde_json::json!({ "source": "stdin" }));
+    let human = ok(&server, &["sub", &subject, "--since", "2000-01-01T00:00:00Z", "--count", "1"]).await;
+    assert_eq!(human.trim(), r#"#1 {"type":"OrderCreated"} (headers {"source":"cli","trace":"t-1"})"#);
+    let (status, stderr) = failure(&mut dstream(&server, &["sub", &subject, "--since", "yesterday"])).await;
+    assert_eq!(status, Some(2));
+    assert!(stderr.contains("expected a duration ago"), "{stderr}");
+}

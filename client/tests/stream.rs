@@ -378,7 +378,7 @@ async fn server_errors_are_typed() {
 
     client.publish(&subject, 1).await.unwrap();
     match client.state_put(&subject, json!(1), Some(7)).await {
-        Err(Error::Conflict(message)) => assert!(!message.is_empty()),
+        Err(Error::Conflict { message, .. }) => assert!(!message.is_empty()),
         other => panic!("expected a conflict, got {other:?}"),
     }
     let big_state = "x".repeat(70 * 1024);

@@ -48,6 +48,10 @@ pub struct Config {
     pub token_max_lifetime_s: u64,
     /// How often a subject with token-authenticated sockets checks for revocations, in ms.
     pub revocation_check_ms: u64,
+    /// Most headers on one message.
+    pub max_headers: usize,
+    /// Most bytes of header names and values together on one message.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Config {
@@ -74,6 +78,8 @@ impl Default for Config {
             pub_bytes_rate_per_token: 0,
             token_max_lifetime_s: 7 * 86_400,
             revocation_check_ms: 5_000,
+            max_headers: 32,
+            max_header_bytes: 8 * 1024,
         }
     }
 }
@@ -116,6 +122,8 @@ pub const VARIABLES: &[&str] = &[
     "PUB_BYTES_RATE_PER_TOKEN",
     "TOKEN_MAX_LIFETIME_S",
     "REVOCATION_CHECK_MS",
+    "MAX_HEADERS",
+    "MAX_HEADER_BYTES",
 ];
 
 /// The deepest `MAX_JSON_DEPTH` allowed: a message inside the deepest envelope the server
@@ -165,6 +173,8 @@ impl Config {
             pub_bytes_rate_per_token: read("PUB_BYTES_RATE_PER_TOKEN", 0, 0, u64::MAX >> 11)?,
             token_max_lifetime_s: read("TOKEN_MAX_LIFETIME_S", d.token_max_lifetime_s, 60, 10 * 366 * 86_400)?,
             revocation_check_ms: read("REVOCATION_CHECK_MS", d.revocation_check_ms, 500, 60_000)?,
+            max_headers: read("MAX_HEADERS", d.max_headers as u64, 0, 1000)? as usize,
+            max_header_bytes: read("MAX_HEADER_BYTES", d.max_header_bytes as u64, 0, MIB)? as usize,
         };
         if config.default_window > config.max_window {
             return Err(ConfigError {
@@ -212,6 +222,9 @@ mod tests {
         assert!(with(&[("MAX_DELIVER", "-1")]).is_err());
         assert_eq!(with(&[("MAX_JSON_DEPTH", "124")]).unwrap().max_json_depth, 124);
         assert!(with(&[("MAX_JSON_DEPTH", "125")]).unwrap_err().to_string().contains("between 1 and 124"));
+        assert_eq!(with(&[("MAX_HEADERS", "0"), ("MAX_HEADER_BYTES", "1048576")]).map(|c| (c.max_headers, c.max_header_bytes)), Ok((0, 1024 * 1024)));
+        assert!(with(&[("MAX_HEADERS", "1001")]).unwrap_err().to_string().contains("between 0 and 1000"));
+        assert!(with(&[("MAX_HEADER_BYTES", "1048577")]).is_err());
     }
 
     #[test]

@@ -66,12 +66,23 @@ impl fmt::Display for ErrorCode {
 pub struct ProtocolError {
     pub code: ErrorCode,
     pub message: String,
+    /// Positions the client can act on, sent next to `code` and `message` under their names:
+    /// `lastSeq` for a failed `expectLastSeq`, `first` and `last` for a message not found.
     pub details: Vec<(&'static str, u64)>,
 }
 
 impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ProtocolError { code, message: message.into(), details: Vec::new() }
+    }
+    /// Adds a named number to the error (see [`ProtocolError::details`]).
+    pub fn with_detail(mut self, name: &'static str, value: u64) -> Self {
+        self.details.push((name, value));
+        self
+    }
+    /// The value of a detail, if the error has it.
+    pub fn detail(&self, name: &str) -> Option<u64> {
+        self.details.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -96,29 +107,21 @@ impl ProtocolError {
         Self::new(ErrorCode::RateLimited, message).with_detail("retryAfterMs", retry_after_ms)
     }
 
-    pub fn with_detail(mut self, name: &'static str, value: u64) -> Self {
-        self.details.push((name, value));
-        self
-    }
-
-    pub fn detail(&self, name: &str) -> Option<u64> {
-        self.details.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-    }
-
-    /// The error's fields as a JSON object: code, message and details.
-    pub fn to_json_object(&self) -> serde_json::Map<String, serde_json::Value> {
-        let mut object = serde_json::Map::new();
-        object.insert("code".into(), self.code.as_str().into());
-        object.insert("message".into(), self.message.clone().into());
+    /// The error's fields: `code`, `message` and the details.
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut fields = serde_json::Map::new();
+        fields.insert("code".into(), self.code.as_str().into());
+        fields.insert("message".into(), self.message.as_str().into());
         for (name, value) in &self.details {
-            object.insert((*name).into(), (*value).into());
+            fields.insert((*name).into(), (*value).into());
         }
-        object
+        fields
     }
 
-    /// The HTTP error body: `{"error":{"code":"…","message":"…"}}` (and any details).
+    /// The HTTP error body: `{"error":{"code":"…","message":"…"}}`, with the details next to
+    /// `message` (`{"error":{"code":"conflict","message":"…","lastSeq":7}}`).
     pub fn to_http_body(&self) -> String {
-        serde_json::json!({ "error": self.to_json_object() }).to_string()
+        serde_json::json!({ "error": self.fields() }).to_string()
     }
 }
 
@@ -169,5 +172,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&error.to_http_body()).unwrap();
         assert_eq!(v, serde_json::json!({"error": {"code": "rate_limited", "message": "slow down", "retryAfterMs": 250}}));
         assert_eq!((ErrorCode::Forbidden.http_status(), ErrorCode::TokenExpired.http_status()), (403, 401));
+    }
+
+    #[test]
+    fn details_go_next_to_the_message() {
+        let error = ProtocolError::not_found("message 3 was trimmed").with_detail("first", 5).with_detail("last", 9);
+        assert_eq!((error.detail("first"), error.detail("last"), error.detail("lastSeq")), (Some(5), Some(9), None));
+        let body: serde_json::Value = serde_json::from_str(&error.to_http_body()).unwrap();
+        assert_eq!(body, serde_json::json!({ "error": { "code": "not_found", "message": "message 3 was trimmed", "first": 5, "last": 9 } }));
     }
 }

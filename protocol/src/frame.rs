@@ -6,6 +6,8 @@
 
 use crate::config::Config;
 use crate::error::{ErrorCode, ProtocolError};
+use crate::get::MessageRef;
+use crate::headers::{parse_headers, Headers};
 use crate::sequence::{Seq, MAX_SEQ};
 use crate::strict_json;
 use crate::subject::validate_subject;
@@ -40,20 +42,18 @@ impl From<&str> for RequestId {
     }
 }
 
-/// What a `pub` frame carries.
+/// One message of a `pub` frame: its data, verbatim, and its headers.
 #[derive(Debug, Clone)]
-pub enum Payload {
-    One(Box<RawValue>),
-    Batch(Vec<Box<RawValue>>),
+pub struct NewMessage {
+    pub data: Box<RawValue>,
+    pub headers: Option<Headers>,
 }
 
-impl Payload {
-    pub fn messages(&self) -> &[Box<RawValue>] {
-        match self {
-            Payload::One(one) => std::slice::from_ref(one),
-            Payload::Batch(batch) => batch,
-        }
-    }
+/// What a `pub` frame carries: one message (`data`) or a batch.
+#[derive(Debug, Clone)]
+pub struct Payload {
+    pub messages: Vec<NewMessage>,
+    pub batch: bool,
 }
 
 /// Where a subscription starts.
@@ -67,12 +67,15 @@ pub enum StartPosition {
     Last,
     /// Only messages published after the subscription.
     New,
+    /// At the first message stored at or after this time (ms since the Unix epoch); when there
+    /// is none yet, at the next message published.
+    Time(u64),
 }
 
 /// A request from a client.
 #[derive(Debug, Clone)]
 pub enum ClientFrame {
-    Publish { id: Option<RequestId>, payload: Payload, msg_id: Option<String> },
+    Publish { id: Option<RequestId>, payload: Payload, msg_id: Option<String>, expect_last_seq: Option<Seq> },
     Subscribe { id: Option<RequestId>, from: Option<StartPosition>, consumer: Option<String>, window: Option<u32> },
     Ack { id: Option<RequestId>, seq: Seq },
     Unsubscribe { id: Option<RequestId> },
@@ -80,6 +83,7 @@ pub enum ClientFrame {
     Trim { id: Option<RequestId>, upto: Seq },
     StateGet { id: Option<RequestId> },
     StatePut { id: Option<RequestId>, state: Box<RawValue>, version: Option<u64> },
+    Get { id: Option<RequestId>, message: MessageRef },
     /// Replaces the connection's access token in-band (before the old one expires).
     Auth { id: Option<RequestId>, token: String },
 }
@@ -95,6 +99,7 @@ impl ClientFrame {
             | ClientFrame::Trim { id, .. }
             | ClientFrame::StateGet { id }
             | ClientFrame::StatePut { id, .. }
+            | ClientFrame::Get { id, .. }
             | ClientFrame::Auth { id, .. } => id.as_ref(),
         }
     }
@@ -107,13 +112,13 @@ pub struct FrameError {
     pub error: ProtocolError,
 }
 
-type Fields<'a> = BTreeMap<String, &'a RawValue>;
+pub(crate) type Fields<'a> = BTreeMap<String, &'a RawValue>;
 
 /// A frame's fields, and the first name that occurred twice: a repeated field is refused
 /// instead of letting one of them silently win (a proxy might pick the other).
-struct FrameFields<'a> {
-    fields: Fields<'a>,
-    repeated: Option<String>,
+pub(crate) struct FrameFields<'a> {
+    pub fields: Fields<'a>,
+    pub repeated: Option<String>,
 }
 
 impl<'de> Deserialize<'de> for FrameFields<'de> {
@@ -209,12 +214,13 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             .map_err(|_| ProtocolError::bad_request("`op` must be a string"))?,
     };
     let allowed: &[&str] = match op.as_str() {
-        "pub" => &["data", "batch", "msgId"],
+        "pub" => &["data", "batch", "headers", "msgId", "expectLastSeq"],
         "sub" => &["from", "consumer", "window"],
         "ack" => &["seq"],
         "unsub" | "info" | "state.get" => &[],
         "trim" => &["upto"],
         "state.put" => &["state", "version"],
+        "get" => &["seq"],
         "auth" => &["token"],
         _ => return Err(ProtocolError::bad_request(format!("unknown op {op:?}"))),
     };
@@ -229,10 +235,11 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             id,
             payload: parse_payload(fields, config)?,
             msg_id: optional(fields, "msgId", parse_msg_id)?,
+            expect_last_seq: optional(fields, "expectLastSeq", |raw| parse_seq(raw, "expectLastSeq", 0))?,
         },
         "sub" => ClientFrame::Subscribe {
             id,
-            from: optional(fields, "from", parse_start)?,
+            from: optional(fields, "from", |raw| parse_start(raw, config))?,
             consumer: optional(fields, "consumer", |raw| parse_name(raw, "consumer"))?,
             window: optional(fields, "window", |raw| parse_window(raw, config))?,
         },
@@ -246,6 +253,7 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             state: required(fields, "state", |raw| parse_state(raw, config))?,
             version: optional(fields, "version", |raw| parse_seq(raw, "version", 0))?,
         },
+        "get" => ClientFrame::Get { id, message: required(fields, "seq", parse_message_ref)? },
         "auth" => ClientFrame::Auth { id, token: required(fields, "token", |raw| parse_token(raw))? },
         _ => unreachable!("op was checked against the allowed list above"),
     };
@@ -280,21 +288,46 @@ fn required<T>(
 }
 
 fn parse_payload(fields: &Fields, config: &Config) -> Result<Payload, ProtocolError> {
+    let headers = fields.get("headers");
     match (fields.get("data"), fields.get("batch")) {
         (Some(_), Some(_)) => Err(ProtocolError::bad_request("`data` and `batch` are mutually exclusive")),
         (None, None) => Err(ProtocolError::bad_request("`pub` needs `data` or `batch`")),
         (Some(data), None) => {
             strict_json::check(data.get(), config, "`data`")?;
-            Ok(Payload::One((*data).to_owned()))
+            let headers = headers.map(|raw| parse_headers(raw.get(), config, "`headers`")).transpose()?.flatten();
+            Ok(Payload { messages: vec![NewMessage { data: (*data).to_owned(), headers }], batch: false })
         }
         (None, Some(batch)) => {
             let items: Vec<Box<RawValue>> = serde_json::from_str(batch.get())
                 .map_err(|_| ProtocolError::bad_request("`batch` must be an array of JSON values"))?;
             validate_batch_len(items.len(), config)?;
             strict_json::check_each(items.iter().map(|item| item.get()), config, "batch")?;
-            Ok(Payload::Batch(items))
+            let mut headers = match headers {
+                Some(raw) => parse_batch_headers(raw, items.len(), config)?,
+                None => Vec::new(),
+            };
+            headers.resize(items.len(), None);
+            let messages = items.into_iter().zip(headers).map(|(data, headers)| NewMessage { data, headers }).collect();
+            Ok(Payload { messages, batch: true })
         }
     }
+}
+
+/// The `headers` of a batch: an array with one object (or `null`) per entry.
+fn parse_batch_headers(raw: &RawValue, len: usize, config: &Config) -> Result<Vec<Option<Headers>>, ProtocolError> {
+    let shape = || ProtocolError::bad_request(format!("with `batch`, `headers` must be an array of {len} objects or nulls, one per entry"));
+    let entries: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| shape())?;
+    if entries.len() != len {
+        return Err(shape());
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| match entry.get() {
+            "null" => Ok(None),
+            text => parse_headers(text, config, &format!("`headers[{i}]`")),
+        })
+        .collect()
 }
 
 /// Checks a batch's message count against the limit (shared by the WebSocket and HTTP batch).
@@ -325,8 +358,18 @@ fn parse_msg_id(raw: &RawValue) -> Result<String, ProtocolError> {
     Ok(msg_id)
 }
 
-fn parse_start(raw: &RawValue) -> Result<StartPosition, ProtocolError> {
-    const EXPECTED: &str = "`from` must be a sequence number or one of \"first\", \"last\", \"new\"";
+fn parse_start(raw: &RawValue, config: &Config) -> Result<StartPosition, ProtocolError> {
+    const EXPECTED: &str =
+        "`from` must be a sequence number, one of \"first\", \"last\", \"new\", or {\"time\": ms since the Unix epoch}";
+    if raw.get().starts_with('{') {
+        // Strict JSON first: `{"time":1,"time":2}` has no one meaning.
+        strict_json::check(raw.get(), config, "`from`")?;
+        let time: BTreeMap<String, &RawValue> = serde_json::from_str(raw.get()).map_err(|_| ProtocolError::bad_request(EXPECTED))?;
+        return match (time.get("time"), time.len()) {
+            (Some(ms), 1) => parse_integer(ms, "from.time", 0, MAX_SEQ).map(StartPosition::Time),
+            _ => Err(ProtocolError::bad_request(EXPECTED)),
+        };
+    }
     match serde_json::from_str::<serde_json::Value>(raw.get()) {
         Ok(serde_json::Value::String(s)) => match s.as_str() {
             "first" => Ok(StartPosition::First),
@@ -337,6 +380,18 @@ fn parse_start(raw: &RawValue) -> Result<StartPosition, ProtocolError> {
         Ok(serde_json::Value::Number(_)) => parse_seq(raw, "from", 0).map(StartPosition::Seq),
         _ => Err(ProtocolError::bad_request(EXPECTED)),
     }
+}
+
+/// `seq` of a `get`: a sequence number or `"last"`.
+fn parse_message_ref(raw: &RawValue) -> Result<MessageRef, ProtocolError> {
+    if raw.get().starts_with('"') {
+        // Only "last": a number in a string is refused, so "5" and 5 are never confused.
+        return match parse_string(raw, "seq")?.as_str() {
+            "last" => Ok(MessageRef::Last),
+            _ => Err(MessageRef::invalid()),
+        };
+    }
+    parse_integer(raw, "seq", 1, MAX_SEQ).map_err(|_| MessageRef::invalid()).map(MessageRef::Seq)
 }
 
 /// Durable consumer names follow the subject alphabet.
@@ -395,37 +450,66 @@ pub fn encode_ok(id: Option<&RequestId>, fields: serde_json::Value) -> String {
     serde_json::Value::Object(reply).to_string()
 }
 
-/// `{"op":"err","id":…,"code":…,"message":…}`.
+/// `{"op":"err","id":…,"code":…,"message":…}`, and the error's details (`"lastSeq":7`).
 pub fn encode_error(id: Option<&RequestId>, error: &ProtocolError) -> String {
     let mut frame = serde_json::Map::new();
     frame.insert("op".into(), "err".into());
-    frame.insert("id".into(), serde_json::to_value(id).unwrap_or_default());
-    frame.extend(error.to_json_object());
+    frame.insert("id".into(), serde_json::to_value(id).expect("request ids serialize"));
+    frame.extend(error.fields());
     serde_json::Value::Object(frame).to_string()
 }
 
-/// One stored message as it is sent to subscribers.
+/// One stored message as it is sent to readers.
 #[derive(Debug, Clone, Copy)]
 pub struct OutgoingMessage<'a> {
     pub seq: Seq,
     pub ts: u64,
+    /// The headers as a JSON object text (see [`Headers`]); None: the message has none, and
+    /// no `headers` key is sent.
+    pub headers: Option<&'a str>,
     /// The published JSON, verbatim.
     pub data: &'a str,
 }
 
 impl OutgoingMessage<'_> {
+    /// The bytes a message adds to a frame: its data, its headers and about 48 of envelope.
+    pub fn frame_size(data: &str, headers: Option<&str>) -> usize {
+        data.len() + headers.map_or(0, |h| h.len() + 12) + 48
+    }
+
     fn write_fields(&self, out: &mut String, redelivered: bool) {
         use std::fmt::Write;
-        let _ = write!(out, "\"seq\":{},\"ts\":{},\"data\":{}", self.seq, self.ts, self.data);
+        let _ = write!(out, "\"seq\":{},\"ts\":{},", self.seq, self.ts);
+        if let Some(headers) = self.headers {
+            let _ = write!(out, "\"headers\":{headers},");
+        }
+        let _ = write!(out, "\"data\":{}", self.data);
         if redelivered {
             out.push_str(",\"redelivered\":true");
         }
     }
 }
 
+/// One message on its own, `{"seq":…,"ts":…,"headers":…,"data":…}` (a read of one message
+/// over HTTP).
+pub fn encode_message(message: &OutgoingMessage) -> String {
+    let mut out = String::with_capacity(OutgoingMessage::frame_size(message.data, message.headers));
+    out.push('{');
+    message.write_fields(&mut out, false);
+    out.push('}');
+    out
+}
+
+/// The reply to `get`: `{"op":"ok","id":…,"seq":…,"ts":…,"headers":…,"data":…}`.
+pub fn encode_message_reply(id: Option<&RequestId>, message: &OutgoingMessage) -> String {
+    let head = encode_ok(id, serde_json::json!({}));
+    let head = head.strip_suffix('}').unwrap_or(&head);
+    format!("{head},{}", &encode_message(message)[1..])
+}
+
 /// `{"op":"msg",…}` for one message, `{"op":"msgs","messages":[…]}` for several.
 pub fn encode_messages(messages: &[OutgoingMessage], redelivered: bool) -> String {
-    let size: usize = messages.iter().map(|m| m.data.len() + 48).sum();
+    let size: usize = messages.iter().map(|m| OutgoingMessage::frame_size(m.data, m.headers)).sum();
     let mut out = String::with_capacity(size + 32);
     if let [one] = messages {
         out.push_str("{\"op\":\"msg\",");
@@ -456,7 +540,7 @@ fn write_message_array(out: &mut String, messages: &[OutgoingMessage], redeliver
 /// One page of stored messages for the HTTP API: `{"messages":[…],"next":K,"last":L}`, where
 /// `next` is the sequence to ask for next and `last` the newest stored.
 pub fn encode_page(messages: &[OutgoingMessage], next: Seq, last: Seq) -> String {
-    let size: usize = messages.iter().map(|m| m.data.len() + 48).sum();
+    let size: usize = messages.iter().map(|m| OutgoingMessage::frame_size(m.data, m.headers)).sum();
     let mut out = String::with_capacity(size + 64);
     out.push_str("{\"messages\":");
     write_message_array(&mut out, messages, false);
@@ -475,6 +559,8 @@ pub fn encode_skipped(first: Seq, last: Seq) -> String {
 pub struct Message {
     pub seq: Seq,
     pub ts: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<BTreeMap<String, String>>,
     pub data: serde_json::Value,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub redelivered: bool,
@@ -523,24 +609,64 @@ mod tests {
 
     #[test]
     fn publish_keeps_the_payload_verbatim() {
-        let ClientFrame::Publish { id, payload: Payload::One(data), msg_id } =
+        let ClientFrame::Publish { id, payload, msg_id, expect_last_seq } =
             parse(r#"{"op":"pub","id":1,"data":{"b": [1, 2.50]},"msgId":"m-1"}"#).unwrap()
         else {
-            panic!("not a single publish")
+            panic!("not a publish")
         };
         assert_eq!(id, Some(RequestId::from(1)));
-        assert_eq!(data.get(), r#"{"b": [1, 2.50]}"#);
-        assert_eq!(msg_id.as_deref(), Some("m-1"));
+        assert!(!payload.batch);
+        assert_eq!(payload.messages[0].data.get(), r#"{"b": [1, 2.50]}"#);
+        assert_eq!(payload.messages[0].headers, None);
+        assert_eq!((msg_id.as_deref(), expect_last_seq), (Some("m-1"), None));
+    }
+
+    fn published(text: &str) -> (Payload, Option<Seq>) {
+        match parse(text).unwrap() {
+            ClientFrame::Publish { payload, expect_last_seq, .. } => (payload, expect_last_seq),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn publish_with_an_expected_last_sequence() {
+        assert_eq!(published(r#"{"op":"pub","data":1,"expectLastSeq":0}"#).1, Some(0));
+        assert_eq!(published(r#"{"op":"pub","batch":[1,2],"expectLastSeq":9007199254740991}"#).1, Some(MAX_SEQ));
+        for bad in ["-1", "1.5", "\"3\"", "null", "9007199254740992"] {
+            let e = err(&format!(r#"{{"op":"pub","id":5,"data":1,"expectLastSeq":{bad}}}"#));
+            assert_eq!(e.error.message, "`expectLastSeq` must be an integer between 0 and 9007199254740991", "{bad}");
+            assert_eq!(e.id, Some(RequestId::from(5)));
+        }
+    }
+
+    #[test]
+    fn publish_with_headers() {
+        let headers = |payload: &Payload| payload.messages.iter().map(|m| m.headers.as_ref().map(|h| h.as_json().to_owned())).collect::<Vec<_>>();
+        let (one, _) = published(r#"{"op":"pub","data":1,"headers":{"type":"OrderCreated","trace":"t-1"}}"#);
+        assert_eq!(headers(&one), [Some(r#"{"type":"OrderCreated","trace":"t-1"}"#.to_owned())]);
+        let (batch, _) = published(r#"{"op":"pub","batch":[1,2,3],"headers":[{"a":"1"},null,{}]}"#);
+        assert_eq!(headers(&batch), [Some(r#"{"a":"1"}"#.to_owned()), None, None]);
+        assert_eq!(batch.messages[2].data.get(), "3");
+        for (bad, message) in [
+            (r#""headers":[{"a":"1"}],"data":1"#, r#"`headers` must be an object of strings, e.g. {"type":"OrderCreated"}"#),
+            (r#""headers":{"a":"1"},"batch":[1]"#, "with `batch`, `headers` must be an array of 1 objects or nulls, one per entry"),
+            (r#""headers":[null],"batch":[1,2]"#, "with `batch`, `headers` must be an array of 2 objects or nulls, one per entry"),
+            (r#""headers":[null,{"a":2}],"batch":[1,2]"#, r#"`headers[1]`: the value of "a" must be a string"#),
+            (r#""headers":{"a":"1","a":"2"},"data":1"#, "`headers`: duplicate key \"a\": keys of an object must be unique (at byte 0)"),
+        ] {
+            let e = err(&format!(r#"{{"op":"pub","id":"h",{bad}}}"#));
+            assert_eq!((e.id, e.error.message.as_str()), (Some(RequestId::from("h")), message), "{bad}");
+        }
+        let few = Config { max_headers: 1, ..Config::default() };
+        let e = parse_client_frame(r#"{"op":"pub","batch":[1,2],"headers":[null,{"a":"1","b":"2"}]}"#, &few).unwrap_err();
+        assert_eq!((e.error.code, e.error.message.as_str()), (ErrorCode::TooLarge, "`headers[1]`: 2 headers; the limit is 1 (MAX_HEADERS)"));
     }
 
     #[test]
     fn publish_batch_and_null_data() {
-        let ClientFrame::Publish { payload: Payload::Batch(items), .. } =
-            parse(r#"{"op":"pub","id":"b","batch":[1,"two",null,{"x":3}]}"#).unwrap()
-        else {
-            panic!("not a batch")
-        };
-        let raw: Vec<&str> = items.iter().map(|i| i.get()).collect();
+        let (payload, _) = published(r#"{"op":"pub","id":"b","batch":[1,"two",null,{"x":3}]}"#);
+        assert!(payload.batch);
+        let raw: Vec<&str> = payload.messages.iter().map(|m| m.data.get()).collect();
         assert_eq!(raw, ["1", "\"two\"", "null", "{\"x\":3}"]);
         assert!(matches!(parse(r#"{"op":"pub","data":null}"#).unwrap(), ClientFrame::Publish { .. }));
     }
@@ -666,13 +792,13 @@ mod tests {
         let data = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
         let config = Config { max_json_depth: depth, ..Config::default() };
         assert!(parse_client_frame(&format!(r#"{{"op":"pub","data":{data}}}"#), &config).is_ok());
-        let message = OutgoingMessage { seq: 1, ts: 1, data: &data };
+        let message = OutgoingMessage { seq: 1, ts: 1, headers: None, data: &data };
         let frame = encode_messages(&[message, message], false);
         assert!(matches!(ServerFrame::parse(&frame), Ok(ServerFrame::Msgs { .. })));
         assert!(serde_json::from_str::<serde_json::Value>(&encode_page(&[message], 2, 1)).is_ok());
         // One level more and serde_json's default limit refuses the envelope.
         let deeper = format!("[{data}]");
-        let message = OutgoingMessage { seq: 1, ts: 1, data: &deeper };
+        let message = OutgoingMessage { seq: 1, ts: 1, headers: None, data: &deeper };
         assert!(serde_json::from_str::<serde_json::Value>(&encode_page(&[message], 2, 1)).is_err());
     }
 
@@ -688,7 +814,12 @@ mod tests {
         assert_eq!(from(r#"{"op":"sub","from":"first"}"#), Some(StartPosition::First));
         assert_eq!(from(r#"{"op":"sub","from":"last"}"#), Some(StartPosition::Last));
         assert_eq!(from(r#"{"op":"sub","from":"new"}"#), Some(StartPosition::New));
-        for bad in [r#""7""#, "-1", "1.5", r#""oldest""#, "null", "9007199254740992"] {
+        assert_eq!(from(r#"{"op":"sub","from":{"time":1732350000000}}"#), Some(StartPosition::Time(1_732_350_000_000)));
+        assert_eq!(from(r#"{"op":"sub","from":{ "time" : 0 }}"#), Some(StartPosition::Time(0)));
+        let e = err(r#"{"op":"sub","from":{"time":-5}}"#);
+        assert_eq!(e.error.message, "`from.time` must be an integer between 0 and 9007199254740991");
+        assert!(err(r#"{"op":"sub","from":{"time":1,"time":2}}"#).error.message.contains("duplicate key \"time\""));
+        for bad in [r#""7""#, "-1", "1.5", r#""oldest""#, "null", "9007199254740992", "{}", r#"{"time":1,"seq":2}"#, r#"{"ts":1}"#, "[1]"] {
             let e = err(&format!(r#"{{"op":"sub","id":9,"from":{bad}}}"#));
             assert_eq!(e.error.code, ErrorCode::BadRequest, "{bad}");
             assert_eq!(e.id, Some(RequestId::from(9)));
@@ -759,23 +890,55 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<serde_json::Value>(&encode_error(None, &ProtocolError::internal())).unwrap()["id"], json!(null));
 
-        let one = encode_messages(&[OutgoingMessage { seq: 1, ts: 10, data: r#"{"a": 1}"# }], false);
+        let one = encode_messages(&[OutgoingMessage { seq: 1, ts: 10, headers: None, data: r#"{"a": 1}"# }], false);
         assert_eq!(one, r#"{"op":"msg","seq":1,"ts":10,"data":{"a": 1}}"#);
         let many = encode_messages(
-            &[OutgoingMessage { seq: 2, ts: 11, data: "2" }, OutgoingMessage { seq: 3, ts: 12, data: "\"x\"" }],
+            &[
+                OutgoingMessage { seq: 2, ts: 11, headers: Some(r#"{"t":"x"}"#), data: "2" },
+                OutgoingMessage { seq: 3, ts: 12, headers: None, data: "\"x\"" },
+            ],
             true,
         );
+        assert!(many.starts_with(r#"{"op":"msgs","messages":[{"seq":2,"ts":11,"headers":{"t":"x"},"data":2,"redelivered":true},"#), "{many}");
         let ServerFrame::Msgs { messages } = ServerFrame::parse(&many).unwrap() else { panic!() };
         assert_eq!(messages.len(), 2);
-        assert_eq!(messages[1], Message { seq: 3, ts: 12, data: json!("x"), redelivered: true });
+        assert_eq!(messages[0].headers, Some([("t".to_owned(), "x".to_owned())].into()));
+        assert_eq!(messages[1], Message { seq: 3, ts: 12, headers: None, data: json!("x"), redelivered: true });
         assert_eq!(ServerFrame::parse(&encode_skipped(4, 9)).unwrap(), ServerFrame::Skipped { first: 4, last: 9 });
         let page: serde_json::Value = serde_json::from_str(&encode_page(
-            &[OutgoingMessage { seq: 7, ts: 1, data: "[1]" }, OutgoingMessage { seq: 8, ts: 2, data: "{}" }],
+            &[OutgoingMessage { seq: 7, ts: 1, headers: None, data: "[1]" }, OutgoingMessage { seq: 8, ts: 2, headers: Some(r#"{"a":"b"}"#), data: "{}" }],
             9,
             12,
         ))
         .unwrap();
-        assert_eq!(page, json!({ "messages": [{ "seq": 7, "ts": 1, "data": [1] }, { "seq": 8, "ts": 2, "data": {} }], "next": 9, "last": 12 }));
+        assert_eq!(page, json!({ "messages": [{ "seq": 7, "ts": 1, "data": [1] }, { "seq": 8, "ts": 2, "headers": { "a": "b" }, "data": {} }], "next": 9, "last": 12 }));
         assert_eq!(encode_page(&[], 3, 2), r#"{"messages":[],"next":3,"last":2}"#);
+    }
+
+    #[test]
+    fn single_messages_and_errors_with_details() {
+        let message = OutgoingMessage { seq: 5, ts: 9, headers: Some(r#"{"k":"v"}"#), data: r#"{"a": 1}"# };
+        assert_eq!(encode_message(&message), r#"{"seq":5,"ts":9,"headers":{"k":"v"},"data":{"a": 1}}"#);
+        assert_eq!(encode_message_reply(Some(&RequestId::from(3)), &message), r#"{"op":"ok","id":3,"seq":5,"ts":9,"headers":{"k":"v"},"data":{"a": 1}}"#);
+        let bare = OutgoingMessage { seq: 6, ts: 9, headers: None, data: "null" };
+        assert_eq!(encode_message_reply(None, &bare), r#"{"op":"ok","id":null,"seq":6,"ts":9,"data":null}"#);
+        let conflict = crate::publish::expectation_failed(3, 7);
+        let frame: serde_json::Value = serde_json::from_str(&encode_error(Some(&RequestId::from("p")), &conflict)).unwrap();
+        assert_eq!((frame["code"].as_str(), frame["lastSeq"].as_u64(), frame["id"].as_str()), (Some("conflict"), Some(7), Some("p")));
+    }
+
+    #[test]
+    fn get_names_a_sequence_or_last() {
+        let get = |text: &str| match parse(text).unwrap() {
+            ClientFrame::Get { message, .. } => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(get(r#"{"op":"get","seq":42}"#), MessageRef::Seq(42));
+        assert_eq!(get(r#"{"op":"get","seq":"last"}"#), MessageRef::Last);
+        for bad in ["0", "-1", "\"5\"", "\"first\"", "null", "1.5", "9007199254740992"] {
+            let e = err(&format!(r#"{{"op":"get","id":1,"seq":{bad}}}"#));
+            assert_eq!(e.error.message, "`seq` must be an integer between 1 and 9007199254740991, or \"last\"", "{bad}");
+        }
+        assert_eq!(err(r#"{"op":"get"}"#).error.message, "missing field `seq`");
     }
 }

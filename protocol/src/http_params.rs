@@ -1,7 +1,7 @@
 //! Query parameters and headers of the HTTP stream API, validated with explicit errors.
 
 use crate::error::ProtocolError;
-use crate::frame::validate_msg_id;
+use crate::frame::{validate_msg_id, StartPosition};
 use crate::sequence::{Seq, MAX_SEQ};
 
 /// Messages per page when `limit` is not given, and the most a page may ask for.
@@ -10,13 +10,26 @@ pub const MAX_PAGE_LIMIT: usize = 1000;
 /// The longest a read may wait for new messages (`wait`, in seconds).
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
-/// `GET /v1/stream/{subject}/messages?from=&limit=&wait=`.
+/// `GET /v1/stream/{subject}/messages?from=&fromTime=&limit=&wait=`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadParams {
     /// First sequence wanted; None = the oldest retained.
     pub from: Option<Seq>,
+    /// Or the first message stored at or after this time (ms since the Unix epoch).
+    pub from_time: Option<u64>,
     pub limit: usize,
     pub wait_ms: u64,
+}
+
+impl ReadParams {
+    /// Where the page starts: at `from`, at `fromTime`, or at the oldest retained message.
+    pub fn start(&self) -> StartPosition {
+        match (self.from, self.from_time) {
+            (Some(seq), _) => StartPosition::Seq(seq),
+            (None, Some(ms)) => StartPosition::Time(ms),
+            (None, None) => StartPosition::First,
+        }
+    }
 }
 
 fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ProtocolError> {
@@ -56,16 +69,28 @@ fn route_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Resu
 }
 
 pub fn parse_read_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<ReadParams, ProtocolError> {
-    let mut params = ReadParams { from: None, limit: DEFAULT_PAGE_LIMIT, wait_ms: 0 };
+    let mut params = ReadParams { from: None, from_time: None, limit: DEFAULT_PAGE_LIMIT, wait_ms: 0 };
     for (name, value) in route_params(pairs)? {
         match name {
             "from" => params.from = Some(number(name, value, 0, MAX_SEQ)?),
+            "fromTime" => params.from_time = Some(number(name, value, 0, MAX_SEQ)?),
             "limit" => params.limit = number(name, value, 1, MAX_PAGE_LIMIT as u64)? as usize,
             "wait" => params.wait_ms = number(name, value, 0, MAX_WAIT_SECONDS)? * 1000,
             _ => return Err(unknown(name)),
         }
     }
+    if params.from.is_some() && params.from_time.is_some() {
+        return Err(ProtocolError::bad_request("`from` and `fromTime` are mutually exclusive: give one start"));
+    }
     Ok(params)
+}
+
+/// A route without parameters of its own (`GET …/messages/{seq}`): any is refused.
+pub fn parse_no_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ProtocolError> {
+    match route_params(pairs)?.first() {
+        Some((name, _)) => Err(unknown(name)),
+        None => Ok(()),
+    }
 }
 
 /// `DELETE /v1/stream/{subject}/messages?upto=N`.
@@ -80,18 +105,59 @@ pub fn parse_upto<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Re
     upto.ok_or_else(|| ProtocolError::bad_request("missing query parameter `upto`"))
 }
 
-/// `POST /v1/stream/{subject}?batch=1`: whether the body is an array of messages.
-pub fn parse_publish_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<bool, ProtocolError> {
-    let mut batch = false;
+/// `POST /v1/stream/{subject}?batch=1&envelope=1`: how the body is read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublishParams {
+    /// The body is a JSON array of messages.
+    pub batch: bool,
+    /// Each message is an envelope `{"data":…,"headers":{…}}`.
+    pub envelope: bool,
+}
+
+pub fn parse_publish_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<PublishParams, ProtocolError> {
+    let mut params = PublishParams::default();
     for (name, value) in route_params(pairs)? {
-        match (name, value) {
-            ("batch", "1" | "true") => batch = true,
-            ("batch", "0" | "false") => batch = false,
-            ("batch", _) => return Err(ProtocolError::bad_request("`batch` must be 1, true, 0 or false")),
+        let flag = match name {
+            "batch" => &mut params.batch,
+            "envelope" => &mut params.envelope,
             _ => return Err(unknown(name)),
-        }
+        };
+        *flag = match value {
+            "1" | "true" => true,
+            "0" | "false" => false,
+            _ => return Err(ProtocolError::bad_request(format!("`{name}` must be 1, true, 0 or false"))),
+        };
     }
-    Ok(batch)
+    Ok(params)
+}
+
+/// The request headers that carry the last sequence a publisher expects: ours, and JetStream's
+/// name for the same thing.
+pub const EXPECTED_LAST_SEQ_HEADERS: [&str; 2] = ["Expected-Last-Seq", "Nats-Expected-Last-Sequence"];
+
+/// The expected last sequence of an HTTP publish, from the values of
+/// [`EXPECTED_LAST_SEQ_HEADERS`] (None where a header is absent). Both may be given if they agree.
+pub fn parse_expected_last_seq(values: [Option<&str>; 2]) -> Result<Option<Seq>, ProtocolError> {
+    let mut expected = None;
+    for (name, value) in EXPECTED_LAST_SEQ_HEADERS.iter().zip(values) {
+        let Some(value) = value else { continue };
+        // A header sent twice arrives joined by commas, which is no number either.
+        let seq = Some(value.trim())
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| v.parse::<Seq>().ok())
+            .filter(|seq| *seq <= MAX_SEQ)
+            .ok_or_else(|| {
+                ProtocolError::bad_request(format!("{name} must be one integer between 0 and {MAX_SEQ} (0: the subject must be empty)"))
+            })?;
+        if expected.is_some_and(|other| other != seq) {
+            return Err(ProtocolError::bad_request(format!(
+                "{} and {} disagree; send one of them",
+                EXPECTED_LAST_SEQ_HEADERS[0], EXPECTED_LAST_SEQ_HEADERS[1]
+            )));
+        }
+        expected = Some(seq);
+    }
+    Ok(expected)
 }
 
 /// A state version from an `If-Match` header: `"3"` (or `W/"3"`); `*` means any version.
@@ -141,10 +207,20 @@ mod tests {
 
     #[test]
     fn read_params_defaults_and_bounds() {
-        assert_eq!(parse_read_params([]).unwrap(), ReadParams { from: None, limit: 100, wait_ms: 0 });
+        assert_eq!(parse_read_params([]).unwrap(), ReadParams { from: None, from_time: None, limit: 100, wait_ms: 0 });
         assert_eq!(
             parse_read_params([("from", "5"), ("limit", "1000"), ("wait", "60"), ("apiKey", "k")]).unwrap(),
-            ReadParams { from: Some(5), limit: 1000, wait_ms: 60_000 }
+            ReadParams { from: Some(5), from_time: None, limit: 1000, wait_ms: 60_000 }
+        );
+        assert_eq!(parse_read_params([("fromTime", "1732350000000")]).unwrap().start(), StartPosition::Time(1_732_350_000_000));
+        assert_eq!(parse_read_params([("from", "4")]).unwrap().start(), StartPosition::Seq(4));
+        assert_eq!(parse_read_params([]).unwrap().start(), StartPosition::First);
+        assert_eq!(parse_no_params([("apiKey", "k")]), Ok(()));
+        assert_eq!(parse_no_params([("from", "1")]).unwrap_err().message, "unknown query parameter `from`");
+        assert!(parse_read_params([("fromTime", "-1")]).unwrap_err().message.contains("`fromTime` must be an integer"));
+        assert_eq!(
+            parse_read_params([("from", "1"), ("fromTime", "1")]).unwrap_err().message,
+            "`from` and `fromTime` are mutually exclusive: give one start"
         );
         for (name, bad) in [("from", "-1"), ("from", "x"), ("from", "9007199254740992"), ("limit", "0"), ("limit", "1001"), ("limit", ""), ("wait", "61"), ("wait", "1.5"), ("from", "+5"), ("limit", " 5")] {
             let e = parse_read_params([(name, bad)]).unwrap_err();
@@ -160,6 +236,7 @@ mod tests {
         assert_eq!(parse_read_params([("from", "1"), ("from", "1")]).unwrap_err().message, repeated);
         assert!(parse_upto([("upto", "1"), ("upto", "2")]).unwrap_err().message.contains("`upto` is given more than once"));
         assert!(parse_publish_params([("batch", "1"), ("batch", "0")]).unwrap_err().message.contains("`batch` is given more than once"));
+        assert!(parse_publish_params([("envelope", "1"), ("envelope", "1")]).unwrap_err().message.contains("`envelope` is given more than once"));
         // The key may be repeated (authentication checks that the copies agree).
         assert_eq!(parse_upto([("apiKey", "k"), ("upto", "3"), ("apiKey", "k")]).unwrap(), 3);
         assert_eq!(parse_upto([("token", "t"), ("upto", "4")]).unwrap(), 4);
@@ -173,12 +250,29 @@ mod tests {
     }
 
     #[test]
-    fn batch_flag() {
-        assert!(!parse_publish_params([]).unwrap());
-        assert!(parse_publish_params([("batch", "1")]).unwrap());
-        assert!(parse_publish_params([("batch", "true")]).unwrap());
-        assert!(parse_publish_params([("batch", "yes")]).is_err());
+    fn batch_and_envelope_flags() {
+        assert_eq!(parse_publish_params([]).unwrap(), PublishParams { batch: false, envelope: false });
+        assert_eq!(parse_publish_params([("batch", "1")]).unwrap(), PublishParams { batch: true, envelope: false });
+        assert_eq!(parse_publish_params([("batch", "true"), ("envelope", "1")]).unwrap(), PublishParams { batch: true, envelope: true });
+        assert_eq!(parse_publish_params([("envelope", "false")]).unwrap(), PublishParams::default());
+        assert_eq!(parse_publish_params([("batch", "yes")]).unwrap_err().message, "`batch` must be 1, true, 0 or false");
+        assert_eq!(parse_publish_params([("envelope", "")]).unwrap_err().message, "`envelope` must be 1, true, 0 or false");
         assert!(parse_publish_params([("x", "1")]).is_err());
+    }
+
+    #[test]
+    fn expected_last_sequence_headers() {
+        assert_eq!(parse_expected_last_seq([None, None]), Ok(None));
+        assert_eq!(parse_expected_last_seq([Some("0"), None]), Ok(Some(0)));
+        assert_eq!(parse_expected_last_seq([None, Some(" 42 ")]), Ok(Some(42)));
+        assert_eq!(parse_expected_last_seq([Some("7"), Some("7")]), Ok(Some(7)));
+        assert_eq!(parse_expected_last_seq([Some("9007199254740991"), None]), Ok(Some(MAX_SEQ)));
+        assert!(parse_expected_last_seq([Some("7"), Some("8")]).unwrap_err().message.contains("disagree"));
+        for bad in ["", "-1", "+1", "1.0", "x", "5, 5", "9007199254740992"] {
+            let e = parse_expected_last_seq([Some(bad), None]).unwrap_err();
+            assert!(e.message.starts_with("Expected-Last-Seq must be one integer between 0 and 9007199254740991"), "{bad:?}: {}", e.message);
+        }
+        assert!(parse_expected_last_seq([None, Some("x")]).unwrap_err().message.starts_with("Nats-Expected-Last-Sequence must be"));
     }
 
     #[test]

@@ -10,7 +10,11 @@ pub mod dedup;
 pub mod durable_streams;
 pub mod error;
 pub mod frame;
+pub mod get;
+pub mod headers;
 pub mod http_params;
+pub mod publish;
+pub mod publish_body;
 pub mod rate;
 pub mod retention;
 pub mod sequence;
@@ -23,7 +27,7 @@ pub mod wakeup;
 
 pub use config::Config;
 pub use error::{ErrorCode, ProtocolError};
-pub use frame::{ClientFrame, Payload, RequestId, StartPosition};
+pub use frame::{ClientFrame, NewMessage, Payload, RequestId, StartPosition};
 pub use sequence::{Seq, MAX_SEQ};
 pub use subscription::Subscription;
 

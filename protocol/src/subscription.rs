@@ -18,16 +18,24 @@ use std::ops::RangeInclusive;
 ///
 /// Without `from`, a durable consumer resumes after its acknowledged position and anything
 /// else starts at the oldest retained message. Starts below the oldest retained message are
-/// moved up to it (those messages were trimmed).
-pub fn resolve_start(from: Option<StartPosition>, consumer_acked: Option<Seq>, bounds: StreamBounds) -> Seq {
+/// moved up to it (those messages were trimmed). A start by time asks `seek_time` for the
+/// first retained message stored at or after it (a storage lookup, hence fallible); when there
+/// is none, the subscription starts at the next message published.
+pub fn resolve_start<E>(
+    from: Option<StartPosition>,
+    consumer_acked: Option<Seq>,
+    bounds: StreamBounds,
+    seek_time: impl FnOnce(u64) -> Result<Option<Seq>, E>,
+) -> Result<Seq, E> {
     let start = match from {
         Some(StartPosition::Seq(seq)) => seq,
         Some(StartPosition::First) => bounds.first,
         Some(StartPosition::Last) if !bounds.is_empty() => bounds.last,
         Some(StartPosition::Last) | Some(StartPosition::New) => bounds.last + 1,
+        Some(StartPosition::Time(ms)) => seek_time(ms)?.unwrap_or(bounds.last + 1),
         None => consumer_acked.map_or(bounds.first, |acked| acked + 1),
     };
-    start.max(bounds.first)
+    Ok(start.max(bounds.first))
 }
 
 /// One subscriber's delivery state.
@@ -185,28 +193,49 @@ mod tests {
         StreamBounds { first, last }
     }
 
+    /// `resolve_start` for starts that need no lookup.
+    fn start(from: Option<StartPosition>, consumer_acked: Option<Seq>, bounds: StreamBounds) -> Seq {
+        resolve_start(from, consumer_acked, bounds, |_| -> Result<_, ()> { panic!("no time to seek") }).unwrap()
+    }
+
     #[test]
     fn start_positions() {
         let b = bounds(5, 10);
-        assert_eq!(resolve_start(Some(StartPosition::Seq(7)), None, b), 7);
-        assert_eq!(resolve_start(Some(StartPosition::Seq(2)), None, b), 5);
-        assert_eq!(resolve_start(Some(StartPosition::Seq(0)), None, b), 5);
-        assert_eq!(resolve_start(Some(StartPosition::Seq(50)), None, b), 50);
-        assert_eq!(resolve_start(Some(StartPosition::First), None, b), 5);
-        assert_eq!(resolve_start(Some(StartPosition::Last), None, b), 10);
-        assert_eq!(resolve_start(Some(StartPosition::New), None, b), 11);
-        assert_eq!(resolve_start(None, None, b), 5);
-        assert_eq!(resolve_start(None, Some(8), b), 9);
-        assert_eq!(resolve_start(None, Some(2), b), 5);
-        assert_eq!(resolve_start(Some(StartPosition::First), Some(8), b), 5);
+        assert_eq!(start(Some(StartPosition::Seq(7)), None, b), 7);
+        assert_eq!(start(Some(StartPosition::Seq(2)), None, b), 5);
+        assert_eq!(start(Some(StartPosition::Seq(0)), None, b), 5);
+        assert_eq!(start(Some(StartPosition::Seq(50)), None, b), 50);
+        assert_eq!(start(Some(StartPosition::First), None, b), 5);
+        assert_eq!(start(Some(StartPosition::Last), None, b), 10);
+        assert_eq!(start(Some(StartPosition::New), None, b), 11);
+        assert_eq!(start(None, None, b), 5);
+        assert_eq!(start(None, Some(8), b), 9);
+        assert_eq!(start(None, Some(2), b), 5);
+        assert_eq!(start(Some(StartPosition::First), Some(8), b), 5);
     }
 
     #[test]
     fn start_positions_on_an_empty_subject() {
         let empty = bounds(11, 10);
-        assert_eq!(resolve_start(Some(StartPosition::Last), None, empty), 11);
-        assert_eq!(resolve_start(Some(StartPosition::First), None, empty), 11);
-        assert_eq!(resolve_start(None, None, bounds(1, 0)), 1);
+        assert_eq!(start(Some(StartPosition::Last), None, empty), 11);
+        assert_eq!(start(Some(StartPosition::First), None, empty), 11);
+        assert_eq!(start(None, None, bounds(1, 0)), 1);
+    }
+
+    #[test]
+    fn starts_by_time_seek_and_fall_back_to_the_next_message() {
+        let b = bounds(5, 10);
+        let by_time = |found: Option<Seq>, consumer_acked| {
+            resolve_start(Some(StartPosition::Time(1_000)), consumer_acked, b, |ms| {
+                assert_eq!(ms, 1_000);
+                Ok::<_, ()>(found)
+            })
+        };
+        assert_eq!(by_time(Some(7), None), Ok(7));
+        assert_eq!(by_time(Some(7), Some(9)), Ok(7), "an explicit start overrides the consumer's position");
+        assert_eq!(by_time(None, None), Ok(11), "nothing that recent: the next message");
+        let failed = resolve_start(Some(StartPosition::Time(1)), None, b, |_| Err("storage failed"));
+        assert_eq!(failed, Err("storage failed"));
     }
 
     #[test]

@@ -93,13 +93,13 @@ fn pack_frames(page: &[StoredMessage], max_bytes: usize, redelivered: bool) -> V
     let mut chunk: Vec<OutgoingMessage> = Vec::new();
     let mut chunk_bytes = 0;
     for message in page {
-        let size = message.data.len() + 48;
+        let size = OutgoingMessage::frame_size(&message.data, message.headers.as_deref());
         if !chunk.is_empty() && chunk_bytes + size > max_bytes {
             frames.push(encode_messages(&chunk, redelivered));
             chunk.clear();
             chunk_bytes = 0;
         }
-        chunk.push(OutgoingMessage { seq: message.seq, ts: message.ts, data: &message.data });
+        chunk.push(message.outgoing());
         chunk_bytes += size;
     }
     if !chunk.is_empty() {

@@ -1,16 +1,21 @@
 //! The subject's HTTP API: the same operations as the WebSocket frames, for clients that do not
 //! hold a connection open (cron jobs, webhooks, backends).
 
-use super::ops::{info, publish, state, trim};
-use crate::body::read_limited;
+use super::ops::{get, info, publish, state, trim};
+use super::store::{Draft, StoredMessage};
 use super::{ds, grant_of, now_ms, Subject};
+use crate::body::read_limited;
 use crate::http::{error_response, json_response, json_text_response, Failure};
-use durable_stream_protocol::frame::{encode_page, validate_batch_len, OutgoingMessage};
+use durable_stream_protocol::frame::{encode_message, encode_page, OutgoingMessage};
+use durable_stream_protocol::get::MessageRef;
 use durable_stream_protocol::http_params::{
-    parse_idempotency_key, parse_if_match, parse_publish_params, parse_read_params, parse_upto, state_etag, ReadParams,
+    parse_expected_last_seq, parse_idempotency_key, parse_if_match, parse_no_params, parse_publish_params,
+    parse_read_params, parse_upto, state_etag, ReadParams, EXPECTED_LAST_SEQ_HEADERS,
 };
+use durable_stream_protocol::publish_body::parse_publish_body;
 use durable_stream_protocol::state::validate_state;
-use durable_stream_protocol::{strict_json, ErrorCode, ProtocolError};
+use durable_stream_protocol::subscription::resolve_start;
+use durable_stream_protocol::{ErrorCode, ProtocolError, StartPosition};
 use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 use serde_json::value::RawValue;
@@ -35,6 +40,12 @@ impl Subject {
             (Method::Get, []) => Ok(json_response(200, &self.with_core(None, |core| info::info(core))??)?),
             (Method::Delete, []) => self.wipe().await,
             (Method::Get, ["messages"]) => self.read_messages(parse_read_params(pairs(&query))?).await,
+            (Method::Get, ["messages", message]) => {
+                parse_no_params(pairs(&query))?;
+                let message: MessageRef = message.parse()?;
+                let found = self.with_core(None, |core| get::get(core, message))??;
+                Ok(json_text_response(200, encode_message(&found.outgoing()))?)
+            }
             (Method::Delete, ["messages"]) => {
                 let upto = parse_upto(pairs(&query))?;
                 let result = self.with_core(None, |core| trim::trim(core, upto, now_ms()))??;
@@ -55,51 +66,45 @@ impl Subject {
     }
 
     async fn publish(&self, req: &mut Request, query: &Query) -> Result<Response, Failure> {
-        let batch = parse_publish_params(pairs(query))?;
+        let params = parse_publish_params(pairs(query))?;
         let msg_id = req.headers().get("idempotency-key")?;
         if let Some(msg_id) = msg_id.as_deref() {
             parse_idempotency_key(msg_id)?;
         }
+        let [ours, jetstream] = EXPECTED_LAST_SEQ_HEADERS;
+        let expect_last_seq =
+            parse_expected_last_seq([req.headers().get(ours)?.as_deref(), req.headers().get(jetstream)?.as_deref()])?;
         let config = self.with_core(None, |core| core.config.clone())?;
         let body = read_body(req, config.max_frame_bytes).await?;
-        if !batch && body.trim().is_empty() {
-            return Err(ProtocolError::bad_request(r#"body is empty: the message must be JSON, e.g. {"order":17}"#).into());
-        }
-        let texts: Vec<&str> = if batch {
-            let items: Vec<&RawValue> = serde_json::from_str(&body)
-                .map_err(|_| ProtocolError::bad_request("with ?batch=1 the body must be a JSON array of messages"))?;
-            validate_batch_len(items.len(), &config)?;
-            let texts: Vec<&str> = items.iter().map(|m| m.get()).collect();
-            strict_json::check_each(texts.iter().copied(), &config, "body")?;
-            texts
-        } else {
-            let message: &RawValue =
-                serde_json::from_str(&body).map_err(|e| ProtocolError::bad_request(format!("body is not JSON: {e}")))?;
-            strict_json::check(message.get(), &config, "body")?;
-            vec![message.get()]
-        };
+        let messages = parse_publish_body(&body, params, &config)?;
+        let drafts: Vec<Draft> = messages.iter().map(Draft::from).collect();
+        let conditions = publish::Conditions { msg_id: msg_id.as_deref(), expect_last_seq };
         let token = grant_of(req)?.token;
         let (published, wakeup) = self.with_core(None, |core| -> Result<_, Failure> {
             let now = now_ms();
-            core.admit_publish(None, token.as_ref(), texts.len(), texts.iter().map(|t| t.len()).sum(), now)?;
-            let published = publish::store(core, &texts, msg_id.as_deref(), now)?;
+            core.admit_publish(None, token.as_ref(), drafts.len(), drafts.iter().map(|d| d.size() as usize).sum(), now)?;
+            let published = publish::store(core, &drafts, conditions, now)?;
             if !published.duplicate {
-                publish::fan_out(core, &published, &texts, now)?;
+                publish::fan_out(core, &published, &drafts, now)?;
             }
             Ok((published, self.wanted_alarm(core)?))
         })??;
         self.schedule(wakeup).await?;
         let status = if published.duplicate { 200 } else { 201 };
-        Ok(json_response(status, &published.reply_fields(batch))?)
+        Ok(json_response(status, &published.reply_fields(params.batch))?)
     }
 
-    /// A page of messages from `from`; with `wait`, holds the request until one arrives.
+    /// A page of messages from `from` (or `fromTime`); with `wait`, holds the request until one
+    /// arrives.
     async fn read_messages(&self, params: ReadParams) -> Result<Response, Failure> {
         let deadline = now_ms() + params.wait_ms;
+        let mut start = params.start();
         loop {
             let outcome = self.with_core(None, |core| -> Result<Result<String, oneshot::Receiver<()>>, Failure> {
                 let bounds = core.meta.bounds();
-                let from = params.from.unwrap_or(bounds.first).max(bounds.first);
+                let from = resolve_start(Some(start), None, bounds, |ms| core.store.first_seq_since(ms))?;
+                // A time resolves to a sequence once, when the read arrives (like a subscription).
+                start = StartPosition::Seq(from);
                 let page = core.store.read(from, bounds.last, params.limit)?;
                 if page.is_empty() && now_ms() < deadline {
                     core.waiters.retain(|w| !w.is_canceled());
@@ -115,12 +120,11 @@ impl Subject {
                 let fitting = page
                     .iter()
                     .take_while(|m| {
-                        bytes += m.data.len();
-                        bytes <= core.config.max_frame_bytes || bytes == m.data.len()
+                        bytes += m.size();
+                        bytes <= core.config.max_frame_bytes || bytes == m.size()
                     })
                     .count();
-                let messages: Vec<OutgoingMessage> =
-                    page[..fitting].iter().map(|m| OutgoingMessage { seq: m.seq, ts: m.ts, data: &m.data }).collect();
+                let messages: Vec<OutgoingMessage> = page[..fitting].iter().map(StoredMessage::outgoing).collect();
                 let next = messages.last().map_or(from, |m| m.seq + 1);
                 Ok(Ok(encode_page(&messages, next, bounds.last)))
             })??;

@@ -3,8 +3,10 @@
 //! durable, so an `ok` always means "stored".
 
 use durable_stream_protocol::dedup::DedupRecord;
+use durable_stream_protocol::frame::OutgoingMessage;
+use durable_stream_protocol::headers::Headers;
 use durable_stream_protocol::retention::StreamBounds;
-use durable_stream_protocol::Seq;
+use durable_stream_protocol::{NewMessage, Seq};
 use std::cell::Cell;
 use std::rc::Rc;
 use worker::{SqlStorage, SqlStorageValue, Result};
@@ -21,7 +23,8 @@ CREATE TABLE IF NOT EXISTS meta (
   state TEXT,
   state_version INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL, headers TEXT);
+CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
 CREATE TABLE IF NOT EXISTS dedup (
   msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
 );
@@ -68,12 +71,52 @@ impl Meta {
     }
 }
 
+/// Columns added after the first release, with their definitions: a table created before
+/// gets them on open (`ALTER TABLE … ADD COLUMN`), and its existing rows read them as NULL.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("messages", "headers", "TEXT")];
+
 /// A stored message, data as the published JSON text.
 pub struct StoredMessage {
     pub seq: Seq,
     pub ts: u64,
+    /// The headers as a JSON object text; None when the message has none.
+    pub headers: Option<String>,
     pub data: String,
 }
+
+impl StoredMessage {
+    /// What the message counts for in pages and byte retention: its data and headers.
+    pub fn size(&self) -> usize {
+        self.data.len() + self.headers.as_ref().map_or(0, String::len)
+    }
+
+    pub fn outgoing(&self) -> OutgoingMessage<'_> {
+        OutgoingMessage { seq: self.seq, ts: self.ts, headers: self.headers.as_deref(), data: &self.data }
+    }
+}
+
+/// A message to store: its JSON data and its headers as a JSON object text.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    pub data: &'a str,
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> From<&'a NewMessage> for Draft<'a> {
+    fn from(message: &'a NewMessage) -> Self {
+        Draft { data: message.data.get(), headers: message.headers.as_ref().map(Headers::as_json) }
+    }
+}
+
+impl Draft<'_> {
+    /// What the message counts for in the subject's `bytes` (and byte retention).
+    pub fn size(&self) -> u64 {
+        (self.data.len() + self.headers.map_or(0, str::len)) as u64
+    }
+}
+
+/// The size of a stored row's data and headers in SQL, matching [`Draft::size`].
+const ROW_SIZE: &str = "length(CAST(data AS BLOB)) + coalesce(length(CAST(headers AS BLOB)), 0)";
 
 #[derive(Clone)]
 pub struct Store {
@@ -98,6 +141,10 @@ fn as_u64(value: &SqlStorageValue) -> u64 {
     }
 }
 
+fn json_text(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| worker::Error::RustError(e.to_string()))
+}
+
 fn into_string(value: SqlStorageValue) -> Option<String> {
     match value {
         SqlStorageValue::String(s) => Some(s),
@@ -115,11 +162,23 @@ impl Store {
     pub fn open(sql: SqlStorage, subject: &str, new_epoch: impl FnOnce() -> String) -> Result<(Store, Meta)> {
         let store = Store { sql, oldest_dedup: Rc::default() };
         store.sql.exec(SCHEMA, None)?;
+        store.add_missing_columns()?;
         let meta = match store.load_meta()? {
             Some(meta) => meta,
             None => store.create_meta(subject, new_epoch())?,
         };
         Ok((store, meta))
+    }
+
+    /// Brings tables created by an earlier version up to [`ADDED_COLUMNS`].
+    fn add_missing_columns(&self) -> Result<()> {
+        for (table, column, definition) in ADDED_COLUMNS {
+            let present = self.first_row("SELECT 1 FROM pragma_table_info(?) WHERE name = ?", vec![(*table).into(), (*column).into()])?;
+            if present.is_none() {
+                self.sql.exec(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"), None)?;
+            }
+        }
+        Ok(())
     }
 
     fn create_meta(&self, subject: &str, epoch: String) -> Result<Meta> {
@@ -157,23 +216,29 @@ impl Store {
     }
 
     /// Stores messages `first..=last` (already assigned) with one timestamp.
-    pub fn append(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[&str]) -> Result<()> {
+    pub fn append(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[Draft]) -> Result<()> {
         debug_assert_eq!((last - first + 1) as usize, messages.len());
         if let [one] = messages {
-            self.sql.exec(
-                "INSERT INTO messages (seq, ts, data) VALUES (?, ?, ?)",
-                vec![int(first), int(ts), (*one).into()],
-            )?;
-        } else {
+            let headers = one.headers.map_or(SqlStorageValue::Null, Into::into);
+            self.sql.exec("INSERT INTO messages (seq, ts, data, headers) VALUES (?, ?, ?, ?)", vec![int(first), int(ts), one.data.into(), headers])?;
+        } else if messages.iter().all(|m| m.headers.is_none()) {
             // One statement for the whole batch: the payloads travel as a JSON array of strings
             // (the verbatim JSON texts), which keeps each message byte for byte as published.
-            let texts = serde_json::to_string(messages).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let texts: Vec<&str> = messages.iter().map(|m| m.data).collect();
             self.sql.exec(
                 "INSERT INTO messages (seq, ts, data) SELECT ? + key, ?, value FROM json_each(?)",
-                vec![int(first), int(ts), texts.into()],
+                vec![int(first), int(ts), json_text(&texts)?.into()],
+            )?;
+        } else {
+            // The same with headers: an array of [data, headers or null] pairs.
+            let pairs: Vec<(&str, Option<&str>)> = messages.iter().map(|m| (m.data, m.headers)).collect();
+            self.sql.exec(
+                "INSERT INTO messages (seq, ts, data, headers)
+                 SELECT ? + key, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
+                vec![int(first), int(ts), json_text(&pairs)?.into()],
             )?;
         }
-        self.count_appended(meta, first, last, ts, messages.iter().map(|m| m.len() as u64).sum())
+        self.count_appended(meta, first, last, ts, messages.iter().map(Draft::size).sum())
     }
 
     /// Stores one opaque chunk as message `seq` (the data of a Durable Streams byte or text
@@ -212,24 +277,28 @@ impl Store {
     /// Messages `from..=to`, at most `limit` of them, in order.
     pub fn read(&self, from: Seq, to: Seq, limit: usize) -> Result<Vec<StoredMessage>> {
         let cursor = self.sql.exec(
-            "SELECT seq, ts, data FROM messages WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+            "SELECT seq, ts, data, headers FROM messages WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
             vec![int(from), int(to), int(limit as u64)],
         )?;
         let mut out = Vec::new();
         for row in cursor.raw() {
             let mut values = row?.into_iter();
-            let (Some(seq), Some(ts), Some(data)) = (values.next(), values.next(), values.next()) else {
+            let (Some(seq), Some(ts), Some(data), Some(headers)) = (values.next(), values.next(), values.next(), values.next()) else {
                 continue;
             };
-            out.push(StoredMessage { seq: as_u64(&seq), ts: as_u64(&ts), data: into_string(data).unwrap_or_default() });
+            out.push(StoredMessage {
+                seq: as_u64(&seq),
+                ts: as_u64(&ts),
+                headers: into_string(headers),
+                data: into_string(data).unwrap_or_default(),
+            });
         }
         Ok(out)
     }
 
     /// Deletes every message with `seq <= upto`; returns how many went.
     pub fn delete_upto(&self, meta: &mut Meta, upto: Seq) -> Result<u64> {
-        let row = self.first_row("SELECT count(*), coalesce(sum(length(CAST(data AS BLOB))), 0) FROM messages WHERE seq <= ?",
-                vec![int(upto)])?
+        let row = self.first_row(&format!("SELECT count(*), coalesce(sum({ROW_SIZE}), 0) FROM messages WHERE seq <= ?"), vec![int(upto)])?
             .unwrap_or_default();
         let (deleted, bytes) = (as_u64(row.first().unwrap_or(&SqlStorageValue::Null)), as_u64(row.get(1).unwrap_or(&SqlStorageValue::Null)));
         self.sql.exec("DELETE FROM messages WHERE seq <= ?", vec![int(upto)])?;
@@ -242,7 +311,7 @@ impl Store {
     /// The oldest messages' `(seq, size in bytes)`, for byte-based retention.
     pub fn oldest_sizes(&self, after: Seq, limit: usize) -> Result<Vec<(Seq, u64)>> {
         let cursor = self.sql.exec(
-            "SELECT seq, length(CAST(data AS BLOB)) FROM messages WHERE seq > ? ORDER BY seq LIMIT ?",
+            &format!("SELECT seq, {ROW_SIZE} FROM messages WHERE seq > ? ORDER BY seq LIMIT ?"),
             vec![int(after), int(limit as u64)],
         )?;
         cursor
@@ -257,9 +326,10 @@ impl Store {
         Ok(row.map(|r| as_u64(&r[0])))
     }
 
-    /// The first sequence published at or after `ts` (None when every message is older).
+    /// The first sequence published at or after `ts` (None when every message is older): a
+    /// seek in `messages_by_ts` (timestamps never decrease along the sequence).
     pub fn first_seq_since(&self, ts: u64) -> Result<Option<Seq>> {
-        let row = self.first_row("SELECT seq FROM messages WHERE ts >= ? ORDER BY seq LIMIT 1", vec![int(ts)])?;
+        let row = self.first_row("SELECT seq FROM messages WHERE ts >= ? ORDER BY ts, seq LIMIT 1", vec![int(ts)])?;
         Ok(row.map(|r| as_u64(&r[0])))
     }
 

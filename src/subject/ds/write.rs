@@ -6,6 +6,7 @@ use crate::body::read_limited;
 use super::{live, lookup, remove, Lookup};
 use crate::subject::grant_of;
 use crate::subject::ops::publish;
+use crate::subject::store::Draft;
 use crate::subject::{now_ms, Core, Subject};
 use durable_stream_protocol::durable_streams::create::{fork_lifetime, StreamConfig};
 use durable_stream_protocol::durable_streams::expiry::{parse_lifetime, parse_rfc3339_ms, Lifetime};
@@ -81,8 +82,9 @@ fn append_data(core: &mut Core, json: Option<&[&str]>, bytes: &[u8], now: u64) -
     match json {
         Some([]) => Ok(core.meta.last_seq),
         Some(values) => {
-            let published = publish::store(core, values, None, now)?;
-            publish::fan_out(core, &published, values, now)?;
+            let drafts: Vec<Draft> = values.iter().map(|&data| Draft { data, headers: None }).collect();
+            let published = publish::store(core, &drafts, publish::Conditions::default(), now)?;
+            publish::fan_out(core, &published, &drafts, now)?;
             Ok(published.last)
         }
         None if bytes.is_empty() => Ok(core.meta.last_seq),
@@ -239,7 +241,7 @@ fn create_now(core: &mut Core, row: StreamRow, grant: Option<&ForkGrant>, body: 
         let ts = now.max(core.meta.last_ts);
         for (seq, data) in &grant.messages {
             if row.is_json() {
-                core.store.append(&mut core.meta, *seq, *seq, ts, &[data.as_str()])?;
+                core.store.append(&mut core.meta, *seq, *seq, ts, &[Draft { data, headers: None }])?;
             } else {
                 let bytes = base64::decode(data).ok_or_else(ProtocolError::internal)?;
                 core.store.append_blob(&mut core.meta, *seq, ts, &bytes)?;

@@ -1,6 +1,7 @@
 //! One module per operation, each a function from a parsed request to its reply.
 
 pub mod auth;
+pub mod get;
 pub mod info;
 pub mod publish;
 pub mod state;
@@ -15,8 +16,9 @@ use worker::Env;
 /// Runs one client request from connection `conn`, sending its reply on that connection.
 pub fn run(core: &mut Core, env: &Env, conn: &str, frame: ClientFrame, now: u64) -> Result<(), Failure> {
     let reply = match frame {
-        ClientFrame::Publish { id, payload, msg_id } => {
-            return publish::over_websocket(core, conn, id.as_ref(), &payload, msg_id.as_deref(), now)
+        ClientFrame::Publish { id, payload, msg_id, expect_last_seq } => {
+            let conditions = publish::Conditions { msg_id: msg_id.as_deref(), expect_last_seq };
+            return publish::over_websocket(core, conn, id.as_ref(), &payload, conditions, now);
         }
         ClientFrame::Subscribe { id, from, consumer, window } => {
             return subscribe::subscribe(core, conn, id.as_ref(), from, consumer, window, now)
@@ -30,6 +32,7 @@ pub fn run(core: &mut Core, env: &Env, conn: &str, frame: ClientFrame, now: u64)
             state::put_over_websocket(core, id.as_ref(), state.get(), version)?
         }
         ClientFrame::Auth { id, token } => auth::refresh(core, env, conn, id.as_ref(), &token)?,
+        ClientFrame::Get { id, message } => get::over_websocket(core, id.as_ref(), message)?,
     };
     reply_to(core, conn, &reply);
     Ok(())

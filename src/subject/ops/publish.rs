@@ -1,14 +1,25 @@
-//! `pub`: dedup, sequence, store, enforce retention, then fan out to live subscribers.
+//! `pub`: dedup, expectation, sequence, store, enforce retention, then fan out to live
+//! subscribers.
 
 use super::super::delivery::{pump, Recent};
+use super::super::store::Draft;
 use super::super::Core;
 use super::reply_to;
 use crate::http::Failure;
-use durable_stream_protocol::dedup::{self, DedupDecision, DedupRecord};
+use durable_stream_protocol::dedup::DedupRecord;
 use durable_stream_protocol::frame::{encode_ok, OutgoingMessage, Payload};
-use durable_stream_protocol::{retention, sequence, RequestId, Seq};
+use durable_stream_protocol::publish::{decide, Publish, PublishDecision};
+use durable_stream_protocol::{retention, RequestId, Seq};
 use serde_json::json;
 use worker::Result;
+
+/// What a publish makes its storage depend on: its idempotency key, and the last sequence the
+/// publisher expects the subject to have.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Conditions<'a> {
+    pub msg_id: Option<&'a str>,
+    pub expect_last_seq: Option<Seq>,
+}
 
 /// What a publish produced.
 pub struct Published {
@@ -37,34 +48,37 @@ pub fn over_websocket(
     conn: &str,
     id: Option<&RequestId>,
     payload: &Payload,
-    msg_id: Option<&str>,
+    conditions: Conditions,
     now: u64,
 ) -> std::result::Result<(), Failure> {
-    let messages: Vec<&str> = payload.messages().iter().map(|m| m.get()).collect();
+    let messages: Vec<Draft> = payload.messages.iter().map(Draft::from).collect();
     let token = core.rate_limited_token(conn);
-    core.admit_publish(Some(conn), token.as_ref(), messages.len(), messages.iter().map(|m| m.len()).sum(), now)?;
-    let published = store(core, &messages, msg_id, now)?;
-    reply_to(core, conn, &encode_ok(id, published.reply_fields(matches!(payload, Payload::Batch(_)))));
+    core.admit_publish(Some(conn), token.as_ref(), messages.len(), messages.iter().map(|m| m.size() as usize).sum(), now)?;
+    let published = store(core, &messages, conditions, now)?;
+    reply_to(core, conn, &encode_ok(id, published.reply_fields(payload.batch)));
     if !published.duplicate {
         fan_out(core, &published, &messages, now)?;
     }
     Ok(())
 }
 
-/// Stores `messages` durably (or recognises a duplicate `msg_id`) and applies retention.
-pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64) -> std::result::Result<Published, Failure> {
-    if let Some(msg_id) = msg_id {
-        if let DedupDecision::Duplicate { first, last } =
-            dedup::decide(core.store.dedup_get(msg_id)?, now, core.config.dedup_window_ms)
-        {
-            return Ok(Published { first, last, ts: now, duplicate: true });
-        }
-    }
-    let (first, last) = sequence::assign(core.meta.last_seq, messages.len())?;
+/// Stores `messages` durably (or recognises a duplicate `msgId`, or refuses them when the
+/// expected last sequence is not the subject's) and applies retention. The decision and the
+/// append run without an await in between: no other event can publish in the meantime.
+pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u64) -> std::result::Result<Published, Failure> {
+    let previous = match conditions.msg_id {
+        Some(msg_id) => core.store.dedup_get(msg_id)?,
+        None => None,
+    };
+    let publish = Publish { count: messages.len(), previous, expect_last_seq: conditions.expect_last_seq };
+    let (first, last) = match decide(publish, core.meta.last_seq, now, core.config.dedup_window_ms)? {
+        PublishDecision::Duplicate { first, last } => return Ok(Published { first, last, ts: now, duplicate: true }),
+        PublishDecision::Append { first, last } => (first, last),
+    };
     // Timestamps never go backwards, even if the clock does.
     let ts = now.max(core.meta.last_ts);
     core.store.append(&mut core.meta, first, last, ts, messages)?;
-    if let Some(msg_id) = msg_id {
+    if let Some(msg_id) = conditions.msg_id {
         // Expired keys are pruned by the alarm (`Core::next_wakeup`); `dedup::decide` ignores
         // them until then.
         core.store.dedup_put(msg_id, DedupRecord { first, last, ts: now })?;
@@ -74,7 +88,7 @@ pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64)
 }
 
 /// Sends freshly stored messages to every subscriber whose window allows it.
-pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u64) -> Result<()> {
+pub fn fan_out(core: &mut Core, published: &Published, messages: &[Draft], now: u64) -> Result<()> {
     for waiter in core.waiters.drain(..) {
         let _ = waiter.send(());
     }
@@ -87,7 +101,7 @@ pub fn fan_out(core: &mut Core, published: &Published, messages: &[&str], now: u
         messages
             .iter()
             .zip(published.first..=published.last)
-            .map(|(data, seq)| OutgoingMessage { seq, ts: published.ts, data })
+            .map(|(message, seq)| OutgoingMessage { seq, ts: published.ts, headers: message.headers, data: message.data })
             .collect(),
     );
     let bounds = core.meta.bounds();

@@ -26,7 +26,7 @@ pub fn subscribe(
         Some(name) => core.store.consumer_acked(name)?,
         None => None,
     };
-    let start = resolve_start(from, stored_position, bounds);
+    let start = resolve_start(from, stored_position, bounds, |ms| core.store.first_seq_since(ms))?;
     if let Some(name) = consumer.as_deref() {
         // An explicit `from` (or a new consumer) sets the durable position.
         if from.is_some() || stored_position.is_none() {

@@ -10,12 +10,13 @@
 mod floor;
 
 use clap::{Args, ValueEnum};
-use durable_stream_client::{Client, Error, StartPosition, SubscribeOptions, Subscription};
+use durable_stream_client::{Client, Error, Seq, StartPosition, SubscribeOptions, Subscription};
 use floor::Floor;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Future, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The parts of the benchmark, in the order they run.
@@ -24,6 +25,8 @@ enum Phase {
     Connect,
     Single,
     Batch,
+    /// Plain against conditional publishes.
+    Conditional,
     Fanout,
     Replay,
 }
@@ -31,7 +34,7 @@ enum Phase {
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// The phases to run, comma-separated (default: all of them).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "connect,single,batch,fanout,replay")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "connect,single,batch,conditional,fanout,replay")]
     phases: Vec<Phase>,
     /// WebSocket connections opened in the connection set-up phase, each timed from connect
     /// until the server's hello and then closed.
@@ -55,6 +58,13 @@ pub struct BenchArgs {
     /// Batches in flight at once.
     #[arg(long, default_value_t = 8)]
     batch_window: usize,
+    /// Publishers in the plain and conditional chain phases, each publishing to its own
+    /// subject one message at a time.
+    #[arg(long, default_value_t = 100)]
+    chains: usize,
+    /// Messages published in each of the two chain phases (plain, conditional).
+    #[arg(long, default_value_t = 10_000)]
+    chain_messages: u64,
     /// Subscribers in the fan-out phase.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
@@ -96,6 +106,16 @@ struct Measured {
 }
 
 impl Measured {
+    fn empty() -> Measured {
+        Measured { count: 0, elapsed: Duration::ZERO, latency: None }
+    }
+
+    /// Adds another run of the same phase.
+    fn add(&mut self, other: Measured) {
+        self.count += other.count;
+        self.elapsed += other.elapsed;
+    }
+
     fn rate(&self) -> f64 {
         self.count as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
@@ -249,7 +269,7 @@ pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<S
     let floor = args.floor.as_deref().map(Floor::new).transpose()?;
     let prefix = format!("{}-{:08x}", args.subject, rand::random::<u32>());
     let limit = Duration::from_secs(args.time_limit.max(1));
-    let subjects: Vec<String> = ["single", "batch", "fanout", "replay"].iter().map(|p| format!("{prefix}-{p}")).collect();
+    let mut subjects: Vec<String> = ["single", "batch", "fanout", "replay"].iter().map(|p| format!("{prefix}-{p}")).collect();
     let mut rows = Vec::new();
 
     let runs = |phase: Phase| args.phases.contains(&phase);
@@ -265,6 +285,13 @@ pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<S
     }
     if runs(Phase::Batch) {
         rows.push(batch_row(client, &subjects[1], &args, limit).await?);
+    }
+    if runs(Phase::Conditional) {
+        eprintln!("bench: plain and conditional publishes ({} each, {} subjects one at a time)", args.chain_messages, args.chains);
+        let chain_subjects = |kind: &str| (0..args.chains).map(|i| format!("{prefix}-{kind}-{i}")).collect::<Vec<_>>();
+        let (plain_subjects, conditional_subjects) = (chain_subjects("plain"), chain_subjects("conditional"));
+        rows.extend(chains(client, &plain_subjects, &conditional_subjects, &args, limit).await?);
+        subjects.extend(plain_subjects.into_iter().chain(conditional_subjects));
     }
     if runs(Phase::Fanout) {
         rows.push(fan_out_row(client, floor.as_ref(), &subjects[2], &args, limit).await?);
@@ -354,6 +381,83 @@ async fn single(target: Target<'_>, subject: &str, args: &BenchArgs, limit: Dura
     let (count, elapsed) =
         pipelined(args.messages, args.window, Instant::now() + limit, |_| publisher.publish(payload(args.size))).await?;
     Ok(Measured { count, elapsed, latency: None })
+}
+
+/// How often the plain and the conditional chain phases take turns, in the order plain,
+/// conditional, conditional, plain, …: short turns in a balanced order, so that other work on
+/// the machine coming and going, and the first turn's warm-up, weigh on both alike.
+const CHAIN_TURNS: u64 = 10;
+
+/// Plain publishes against conditional ones of the same shape: `--chains` publishers, each
+/// publishing to its own subject one message at a time; a conditional publisher expects the
+/// last sequence its previous publish got. The two take turns; returns a row for each, the
+/// conditional one with its cost over the plain one.
+async fn chains(client: &Client, plain: &[String], conditional: &[String], args: &BenchArgs, limit: Duration) -> Result<[Row; 2], Error> {
+    /// One kind of chain: its subjects, their last sequences, and what it did in all turns.
+    struct Chains<'a> {
+        subjects: &'a [String],
+        lasts: Vec<Seq>,
+        conditional: bool,
+        total: Measured,
+    }
+    for subject in plain.iter().chain(conditional) {
+        client.info(subject).await?; // opens the subject's connection, as `Target::publisher` does
+    }
+    let per_turn = args.chain_messages.div_ceil(CHAIN_TURNS);
+    let deadline = Instant::now() + limit;
+    let mut kinds = [(plain, false), (conditional, true)]
+        .map(|(subjects, conditional)| Chains { subjects, lasts: vec![0; subjects.len()], conditional, total: Measured::empty() });
+    for turn in 0..CHAIN_TURNS {
+        for kind in if turn % 2 == 0 { [0, 1] } else { [1, 0] } {
+            let chains = &mut kinds[kind];
+            let measured = chained(client, chains.subjects, &mut chains.lasts, chains.conditional, per_turn, deadline, args.size).await?;
+            chains.total.add(measured);
+        }
+    }
+    let [plain_total, conditional_total] = kinds.map(|chains| chains.total);
+    let shape = format!("{} subjects, one at a time", args.chains);
+    let cost = plain_total.rate() / conditional_total.rate().max(1e-9) - 1.0;
+    Ok([
+        Row::new(format!("publish, {shape}"), plain_total, "msg/s", format!("{} B payloads; {CHAIN_TURNS} turns with the row below", args.size)),
+        Row::new(
+            format!("conditional publish (expectLastSeq), {shape}"),
+            conditional_total,
+            "msg/s",
+            format!("each expects its subject's last sequence; {:+.1}% time per publish vs the row above", cost * 100.0),
+        ),
+    ])
+}
+
+/// One publisher per subject, each publishing one message at a time until `count` are published
+/// in all, keeping its subject's last sequence in `lasts`; a `conditional` publish expects it.
+async fn chained(
+    client: &Client,
+    subjects: &[String],
+    lasts: &mut [Seq],
+    conditional: bool,
+    count: u64,
+    deadline: Instant,
+    size: usize,
+) -> Result<Measured, Error> {
+    let issued = AtomicU64::new(0);
+    let started = Instant::now();
+    let publishers = subjects.iter().zip(lasts.iter_mut()).map(|(subject, last)| {
+        let issued = &issued;
+        async move {
+            let mut done = 0u64;
+            while issued.fetch_add(1, Ordering::Relaxed) < count && Instant::now() < deadline {
+                *last = if conditional {
+                    client.publish_if(subject, payload(size), *last).await?
+                } else {
+                    client.publish(subject, payload(size)).await?
+                };
+                done += 1;
+            }
+            Ok::<_, Error>(done)
+        }
+    });
+    let done: u64 = futures_util::future::try_join_all(publishers).await?.into_iter().sum();
+    Ok(Measured { count: done, elapsed: started.elapsed(), latency: None })
 }
 
 /// Publishes while every subscriber counts deliveries and their latency. Returns what was

@@ -7,8 +7,10 @@ mod token;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use durable_stream_client::{
-    cursor_key, Backoff, Client, ConnectionEvent, Error, FileCursorStore, StartPosition, SubscribeOptions,
+    cursor_key, Backoff, Client, ConnectionEvent, Error, FileCursorStore, Headers, PublishOptions, StartPosition,
+    StoredMessage, SubscribeOptions,
 };
+use durable_stream_protocol::durable_streams::expiry::parse_rfc3339_ms;
 use futures_util::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 use std::fmt::Display;
@@ -49,6 +51,21 @@ enum Command {
         /// Idempotency key (single message only): republishing it returns the original sequence.
         #[arg(long)]
         id: Option<String>,
+        /// Publish only if the subject's last sequence is N (0: only if it never had a message);
+        /// otherwise store nothing and exit with status 3. With `-`, each batch of lines expects
+        /// the last sequence of the one before, so the lines land together right after N.
+        #[arg(long, value_name = "N")]
+        expect_last_seq: Option<u64>,
+        /// A header for the message (with `-`: for every line), as NAME=VALUE; repeat for more.
+        #[arg(long = "header", value_name = "NAME=VALUE", value_parser = parse_header)]
+        headers: Vec<(String, String)>,
+    },
+    /// Print one message, by sequence number or `last`, as JSON.
+    Get {
+        subject: String,
+        /// A sequence number, or `last` for the newest retained message.
+        #[arg(value_parser = parse_message_ref)]
+        seq: MessageRef,
     },
     /// Print messages as they arrive.
     Sub(SubArgs),
@@ -85,12 +102,17 @@ struct SubArgs {
     subject: String,
     /// Where to start: a sequence number, `first`, `last` or `new` (default: the consumer's
     /// position, or first).
-    #[arg(long, value_parser = parse_start)]
+    #[arg(long, value_parser = parse_start, conflicts_with = "since")]
     from: Option<StartPosition>,
+    /// Start at the first message stored at or after a time: a duration ago (`90s`, `10m`,
+    /// `2h`, `1d`, `1h30m`) or an RFC 3339 time (`2026-11-29T10:00:00Z`).
+    #[arg(long, value_name = "WHEN")]
+    since: Option<String>,
     /// Durable consumer name (the server remembers its position).
     #[arg(long)]
     consumer: Option<String>,
-    /// Print one JSON object per line: {"seq","ts","data","redelivered"}.
+    /// Print one JSON object per line: {"seq","ts","headers","data","redelivered"} (`headers`
+    /// only for messages that have some).
     #[arg(long)]
     json: bool,
     /// Exit after this many messages (undecodable ones included).
@@ -129,6 +151,9 @@ pub enum Failure {
     OutputClosed,
     /// Ctrl-C; the message says what was left in place.
     Interrupted(String),
+    /// A conditional publish was refused (exit status 3, so that a script can tell it from a
+    /// failure and read, decide and publish again); the message says what to do.
+    Conflict(String),
 }
 
 impl From<Error> for Failure {
@@ -149,6 +174,61 @@ pub fn stdout_failure(e: std::io::Error) -> Failure {
         std::io::ErrorKind::BrokenPipe => Failure::OutputClosed,
         _ => Failure::Local(format!("cannot write to standard output: {e}")),
     }
+}
+
+/// `NAME=VALUE` of `--header`.
+fn parse_header(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
+        _ => Err("expected NAME=VALUE, e.g. type=OrderCreated".into()),
+    }
+}
+
+/// Which message `get` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum MessageRef {
+    Seq(u64),
+    Last,
+}
+
+fn parse_message_ref(text: &str) -> Result<MessageRef, String> {
+    match text {
+        "last" => Ok(MessageRef::Last),
+        _ => text.parse().ok().filter(|seq| *seq > 0).map(MessageRef::Seq).ok_or_else(|| "expected a sequence number (from 1) or last".into()),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `--since`: a duration ago (`1h30m`) or an RFC 3339 time, as ms since the Unix epoch.
+fn parse_since(text: &str, now_ms: u64) -> Result<u64, String> {
+    if let Some(at) = parse_rfc3339_ms(text) {
+        return Ok(at);
+    }
+    let expected = || format!("--since {text:?}: expected a duration ago (90s, 10m, 2h, 1d, 1h30m) or an RFC 3339 time (2026-11-29T10:00:00Z)");
+    let (mut ago, mut rest) = (0u64, text);
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let amount: u64 = rest[..digits].parse().map_err(|_| expected())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit_ms = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(expected()),
+        };
+        rest = &rest[unit_len..];
+        ago = amount.checked_mul(unit_ms).and_then(|ms| ago.checked_add(ms)).ok_or_else(expected)?;
+    }
+    if text.is_empty() {
+        return Err(expected());
+    }
+    Ok(now_ms.saturating_sub(ago))
 }
 
 fn parse_start(text: &str) -> Result<StartPosition, String> {
@@ -321,6 +401,10 @@ fn main() -> ExitCode {
             eprintln!("dstream: interrupted{message}");
             ExitCode::from(130)
         }
+        Err(Failure::Conflict(message)) => {
+            eprintln!("dstream: {message}");
+            ExitCode::from(3)
+        }
     }
 }
 
@@ -399,19 +483,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     let client = server.client(backoff).await?;
     match cli.command {
-        Command::Pub { subject, data, id } if data == "-" => {
-            if id.is_some() {
-                return Err(Failure::Usage("--id applies to a single message, not to stdin".into()));
+        Command::Pub { subject, data, id, expect_last_seq, headers } => {
+            let mut options = PublishOptions::new().headers(headers.into_iter().collect());
+            if let Some(id) = id {
+                if data == "-" {
+                    return Err(Failure::Usage("--id applies to a single message, not to stdin".into()));
+                }
+                options = options.msg_id(id);
             }
-            publish_lines(&client, &subject).await
-        }
-        Command::Pub { subject, data, id } => {
+            let refused = |e| conflict_advice(e, &subject, expect_last_seq);
+            if data == "-" {
+                return publish_lines(&client, &subject, options, expect_last_seq).await.map_err(refused);
+            }
+            if let Some(last_seq) = expect_last_seq {
+                options = options.expect_last_seq(last_seq);
+            }
             let data = parse_json(&data, "the message")?;
-            let seq = match id {
-                Some(id) => client.publish_with_id(&subject, data, &id).await?,
-                None => client.publish(&subject, data).await?,
+            out(client.publish_with_options(&subject, data, options).await.map_err(|e| refused(e.into()))?)
+        }
+        Command::Get { subject, seq } => {
+            let message = match seq {
+                MessageRef::Seq(seq) => client.get_message(&subject, seq).await,
+                MessageRef::Last => client.get_last_message(&subject).await,
             };
-            out(seq)
+            out(message_json(&message?))
         }
         Command::Sub(args) => subscribe(&client, args).await,
         Command::Info { subject } => print_json(&client.info(&subject).await?),
@@ -429,7 +524,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::State(StateCommand::Put { subject, state, version }) => {
             let version = client.state_put(&subject, parse_json(&state, "the state")?, version).await.map_err(|e| match e {
-                Error::Conflict(_) => {
+                Error::Conflict { .. } => {
                     Failure::Local(format!("{e} — `dstream state get {subject}` shows the current state and version"))
                 }
                 other => Failure::Client(other),
@@ -445,6 +540,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// What to do after a refused conditional publish: read what came after the expectation.
+fn conflict_advice(failure: Failure, subject: &str, expected: Option<u64>) -> Failure {
+    match (failure, expected) {
+        (Failure::Client(e @ Error::Conflict { last_seq: Some(last_seq), .. }), Some(expected)) => Failure::Conflict(format!(
+            "{e} — `dstream sub {subject} --from {} --count {}` shows what was published after {expected}; then publish again with --expect-last-seq {last_seq}",
+            expected + 1,
+            last_seq.saturating_sub(expected).max(1),
+        )),
+        (failure, _) => failure,
+    }
+}
+
+/// A message as one line of JSON: `{"seq","ts","headers","data"}`, `headers` only if it has some.
+fn message_json(message: &StoredMessage) -> Value {
+    let mut line = json!({ "seq": message.seq, "ts": message.ts });
+    if !message.headers.is_empty() {
+        line["headers"] = json!(message.headers);
+    }
+    line["data"] = message.data.clone();
+    line
+}
+
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
     out(serde_json::to_string_pretty(value).expect("values serialize"))
 }
@@ -453,8 +570,9 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 const LINES_PER_BATCH: usize = 100;
 
 /// Publishes stdin lines in order: lines already waiting are sent together as one batch, so
-/// a fast producer gets batching and a slow one (`tail -f`) gets each line as it comes.
-async fn publish_lines(client: &Client, subject: &str) -> Result<(), Failure> {
+/// a fast producer gets batching and a slow one (`tail -f`) gets each line as it comes. With
+/// an expected last sequence, each batch expects the last sequence of the one before.
+async fn publish_lines(client: &Client, subject: &str, options: PublishOptions, mut expected: Option<u64>) -> Result<(), Failure> {
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let read_error = |e: std::io::Error| Failure::Local(format!("cannot read standard input: {e}"));
     let (mut line_number, mut total, mut first_seq, mut last_seq) = (0usize, 0usize, None, 0);
@@ -479,7 +597,13 @@ async fn publish_lines(client: &Client, subject: &str) -> Result<(), Failure> {
             continue;
         }
         total += batch.len();
-        let (first, last) = client.publish_batch(subject, batch).await?;
+        let mut batch_options = options.clone();
+        if let Some(last_seq) = expected {
+            batch_options = batch_options.expect_last_seq(last_seq);
+        }
+        let messages = batch.into_iter().map(|data| (data, Headers::new()));
+        let (first, last) = client.publish_batch_with_options(subject, messages, batch_options).await?;
+        expected = expected.map(|_| last);
         first_seq.get_or_insert(first);
         last_seq = last;
     }
@@ -495,7 +619,12 @@ async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
     let cursor_file = args.cursor_dir.as_ref().map(|dir| {
         dir.join(format!("{}.cursor.json", cursor_key(&args.subject, args.consumer.as_deref())))
     });
-    let mut options = SubscribeOptions { from: args.from, consumer: args.consumer, window: args.window, ..Default::default() };
+    let since = match args.since.as_deref() {
+        Some(when) => Some(StartPosition::Time(parse_since(when, now_ms()).map_err(Failure::Usage)?)),
+        None => None,
+    };
+    let from = args.from.or(since);
+    let mut options = SubscribeOptions { from, consumer: args.consumer, window: args.window, ..Default::default() };
     if let Some(dir) = args.cursor_dir {
         let store = FileCursorStore::new(&dir).map_err(|e| Failure::Local(e.to_string()))?;
         options.cursor_store = Some(Arc::new(store));
@@ -544,11 +673,14 @@ async fn subscribe(client: &Client, args: SubArgs) -> Result<(), Failure> {
         };
         received += 1;
         let line = if args.json {
-            json!({ "seq": message.seq, "ts": message.ts, "data": message.data, "redelivered": message.redelivered })
-                .to_string()
+            let stored = StoredMessage { seq: message.seq, ts: message.ts, headers: message.headers.clone(), data: message.data.clone() };
+            let mut line = message_json(&stored);
+            line["redelivered"] = message.redelivered.into();
+            line.to_string()
         } else {
+            let headers = if message.headers.is_empty() { String::new() } else { format!(" (headers {})", json!(message.headers)) };
             let mark = if message.redelivered { " (redelivered)" } else { "" };
-            format!("#{} {}{mark}", message.seq, message.data)
+            format!("#{} {}{headers}{mark}", message.seq, message.data)
         };
         let written = async {
             stdout.write_all(format!("{line}\n").as_bytes()).await?;
@@ -581,6 +713,44 @@ fn report_connection(event: ConnectionEvent, reason: &mut Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_takes_durations_ago_and_rfc3339_times() {
+        let now = 1_795_946_400_000;
+        assert_eq!(parse_since("10m", now), Ok(now - 600_000));
+        assert_eq!(parse_since("1h30m", now), Ok(now - 5_400_000));
+        assert_eq!(parse_since("90s", now), Ok(now - 90_000));
+        assert_eq!(parse_since("1d", now), Ok(now - 86_400_000));
+        assert_eq!(parse_since("250ms", now), Ok(now - 250));
+        assert_eq!(parse_since("2026-11-29T10:00:00Z", 0), Ok(1_795_946_400_000));
+        assert_eq!(parse_since("2026-11-29T11:00:00.5+01:00", 0), Ok(1_795_946_400_500));
+        for bad in ["", "10", "m", "10 m", "10x", "-5m", "yesterday", "2026-11-29", "99999999999999999999d"] {
+            let e = parse_since(bad, now).unwrap_err();
+            assert!(e.contains("expected a duration ago"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn headers_and_message_references_parse() {
+        assert_eq!(parse_header("type=OrderCreated"), Ok(("type".into(), "OrderCreated".into())));
+        assert_eq!(parse_header("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert_eq!(parse_header("empty="), Ok(("empty".into(), String::new())));
+        assert!(parse_header("=x").is_err());
+        assert!(parse_header("novalue").is_err());
+        assert_eq!(parse_message_ref("7"), Ok(MessageRef::Seq(7)));
+        assert_eq!(parse_message_ref("last"), Ok(MessageRef::Last));
+        assert!(parse_message_ref("0").is_err());
+        assert!(parse_message_ref("first").is_err());
+    }
+
+    #[test]
+    fn a_refused_expectation_says_what_to_read_and_what_to_expect_next() {
+        let refused = Error::Conflict { message: "expected last sequence 5, but the subject's last sequence is 8".into(), last_seq: Some(8) };
+        let Failure::Conflict(advice) = conflict_advice(Failure::Client(refused), "orders", Some(5)) else { panic!() };
+        assert!(advice.ends_with("`dstream sub orders --from 6 --count 3` shows what was published after 5; then publish again with --expect-last-seq 8"), "{advice}");
+        let other = Error::Conflict { message: "stream is closed".into(), last_seq: None };
+        assert!(matches!(conflict_advice(Failure::Client(other), "orders", Some(5)), Failure::Client(_)));
+    }
 
     #[test]
     fn start_positions_parse() {
