@@ -1,6 +1,6 @@
 //! The client's error type: one variant per server error code, plus transport failures.
 
-use durable_stream_protocol::{ErrorCode, Seq};
+use durable_stream_protocol::{ErrorCode, ProtocolError, Seq};
 use std::sync::Arc;
 
 /// Shorthand for `Result<T, durable_stream_client::Error>`.
@@ -163,19 +163,8 @@ impl Error {
     /// Maps an HTTP error response (status and body `{"error":{"code","message"}}`) to an error.
     /// Bodies without that shape (proxies, HEAD requests) fall back to the status code.
     pub(crate) fn from_http(status: u16, body: &[u8]) -> Error {
-        #[derive(serde::Deserialize)]
-        struct Body {
-            error: Detail,
-        }
-        #[derive(serde::Deserialize)]
-        struct Detail {
-            code: String,
-            message: String,
-        }
-        if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
-            if let Some(code) = ErrorCode::parse(&error.code) {
-                return Error::from_code(code, error.message);
-            }
+        if let Some(error) = ProtocolError::from_http_body(body) {
+            return Error::from_code(error.code, error.message);
         }
         let text = String::from_utf8_lossy(body).trim().to_string();
         let message = if text.is_empty() { format!("HTTP status {status}") } else { format!("HTTP status {status}: {text}") };

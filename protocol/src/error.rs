@@ -84,6 +84,21 @@ impl ProtocolError {
     pub fn to_http_body(&self) -> String {
         serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
     }
+
+    /// Reads an HTTP error body back; `None` when it is not one (or names an unknown code).
+    pub fn from_http_body(body: &[u8]) -> Option<ProtocolError> {
+        #[derive(Deserialize)]
+        struct Body {
+            error: Detail,
+        }
+        #[derive(Deserialize)]
+        struct Detail {
+            code: String,
+            message: String,
+        }
+        let Body { error } = serde_json::from_slice(body).ok()?;
+        Some(ProtocolError::new(ErrorCode::parse(&error.code)?, error.message))
+    }
 }
 
 impl fmt::Display for ProtocolError {
@@ -122,5 +137,14 @@ mod tests {
         assert_eq!(v["error"]["code"], "too_large");
         assert_eq!(v["error"]["message"], "frame is 2000000 bytes");
         assert_eq!(ErrorCode::TooLarge.http_status(), 413);
+    }
+
+    #[test]
+    fn http_bodies_read_back() {
+        let error = ProtocolError::not_found("no file \"a\"");
+        assert_eq!(ProtocolError::from_http_body(error.to_http_body().as_bytes()), Some(error));
+        for other in [&b"not json"[..], br#"{"error":{"code":"nope","message":"m"}}"#, br#"{"error":"x"}"#] {
+            assert_eq!(ProtocolError::from_http_body(other), None);
+        }
     }
 }
