@@ -182,15 +182,20 @@ describe("upload and download", () => {
     await assertError(await files("/limit/too-big"), 404, "not_found");
   });
 
-  test("an upload without Content-Length (chunked) is refused with 411", async () => {
+  test("a small upload without Content-Length (chunked) is stored in one put", async () => {
     const body = new ReadableStream({
       start(controller) {
         controller.enqueue(new TextEncoder().encode("chunked body"));
         controller.close();
       },
     });
-    const res = await files("/chunked/upload", { method: "PUT", body, duplex: "half" });
-    await assertError(res, 411, "bad_request", /Content-Length required/);
+    const res = await files("/chunked/upload", { method: "PUT", body, duplex: "half", headers: { "content-type": "text/plain" } });
+    const stored = await assertJson(res, 201);
+    assert.equal(stored.size, 12);
+    assert.match(res.headers.get("etag"), ETAG_HEADER, "a single put's etag (a multipart one ends in -N)");
+    const got = await files("/chunked/upload");
+    assert.equal(got.headers.get("content-type"), "text/plain");
+    assert.equal(await got.text(), "chunked body");
   });
 
   test("an invalid Expires header is refused with 400", async () => {

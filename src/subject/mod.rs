@@ -1,7 +1,7 @@
 //! The per-subject Durable Object: a thin shell that feeds storage and sockets to the
 //! decisions in the `protocol` crate.
 
-mod body;
+pub(crate) mod body;
 mod delivery;
 pub(crate) mod ds;
 mod http_api;

@@ -1,0 +1,178 @@
+//! Uploads the Worker cuts into parts itself: a `PUT` without `Content-Length` (chunked), or with
+//! one above `FILE_SINGLE_PUT_MAX_BYTES`.
+//!
+//! The body is read into parts of `FILE_PART_BYTES`, assembled in JavaScript memory; while one
+//! part goes to R2 the next one is read, so at most two parts are held at a time. A body that
+//! ends within its first part is stored with one plain put instead. While the parts go up, the
+//! upload is in the index (so it is listed, and can be aborted by hand should the Worker die
+//! meanwhile); it is completed at the end of the body and aborted on any error. The client going
+//! away is such an error, but the runtime also cancels the request's own work then: the upload
+//! runs under `waitUntil`, which lets it finish the abort.
+
+use super::index::UploadIndex;
+use super::r2;
+use crate::http::Failure;
+use durable_stream_protocol::files::{PartRef, MAX_PARTS};
+use durable_stream_protocol::ProtocolError;
+use futures_channel::oneshot;
+use futures_util::future::join;
+use js_sys::{Reflect, Uint8Array};
+use wasm_bindgen::JsCast;
+use worker::wasm_bindgen_futures::JsFuture;
+use worker::web_sys::{ReadableStream, ReadableStreamDefaultReader};
+use worker::{console_error, Context, Env, Object};
+
+/// Where the file goes and what is stored with it.
+pub struct Target {
+    pub bucket: worker::Bucket,
+    pub key: String,
+    pub metadata: worker::HttpMetadata,
+}
+
+/// Stores `body` (`None`: empty) in parts of `part_bytes`, refusing it beyond `max_bytes`.
+pub async fn store(
+    ctx: &Context,
+    env: &Env,
+    target: Target,
+    body: Option<ReadableStream>,
+    part_bytes: u32,
+    max_bytes: u64,
+) -> Result<Object, Failure> {
+    let index = UploadIndex::open(env)?;
+    let (sender, outcome) = oneshot::channel();
+    ctx.wait_until(async move {
+        let parts = PartReader { reader: body.map(|b| b.get_reader().unchecked_into()), carry: None, part_bytes, read: 0, max_bytes };
+        // Nobody receives this when the client went away; the upload is cleaned up all the same.
+        let _ = sender.send(run(&target, &index, parts).await);
+    });
+    outcome.await.unwrap_or_else(|_| Err(worker::Error::RustError("the upload task ended without an outcome".into()).into()))
+}
+
+async fn run(target: &Target, index: &UploadIndex, mut parts: PartReader) -> Result<Object, Failure> {
+    let first = match parts.next().await? {
+        None => return super::put_object(&target.bucket, &target.key, Vec::new(), &target.metadata).await,
+        Some(part) if part.length() < parts.part_bytes => {
+            return super::put_object(&target.bucket, &target.key, part.to_vec(), &target.metadata).await
+        }
+        Some(part) => part,
+    };
+    let upload_id = r2::create(&target.bucket, &target.key, target.metadata.clone()).await?;
+    let stored = match index.create(&target.key, &upload_id, parts.part_bytes.into()).await {
+        Ok(()) => send_parts(target, &upload_id, first, &mut parts).await,
+        Err(error) => Err(error),
+    };
+    match stored {
+        Ok(object) => {
+            // The file is stored whatever happens here: a stale index entry only lists an
+            // upload that is gone.
+            if let Err(error) = index.forget(&target.key, &upload_id).await {
+                console_error!("a completed upload stays in the upload index: {error:?}");
+            }
+            Ok(object)
+        }
+        Err(error) => {
+            discard(target, index, &upload_id).await;
+            Err(error)
+        }
+    }
+}
+
+/// Sends each part while reading the next, then completes the upload.
+async fn send_parts(target: &Target, upload_id: &str, first: Uint8Array, parts: &mut PartReader) -> Result<Object, Failure> {
+    let mut sent = Vec::new();
+    let mut current = first;
+    loop {
+        let part_number = sent.len() as u16 + 1;
+        let sending = r2::upload_part(&target.bucket, &target.key, upload_id, part_number, current.into());
+        let (etag, next) = join(sending, parts.next()).await;
+        sent.push(PartRef { part_number, etag: etag? });
+        match next? {
+            None => break,
+            Some(_) if part_number == MAX_PARTS => {
+                let most = u64::from(MAX_PARTS) * u64::from(parts.part_bytes);
+                return Err(ProtocolError::too_large(format!(
+                    "an upload the server cuts into parts holds at most {MAX_PARTS} parts of {} bytes (FILE_PART_BYTES), \
+                     {most} bytes; upload larger files in parts yourself (POST …?uploads&partSize=…)",
+                    parts.part_bytes
+                ))
+                .into());
+            }
+            Some(part) => current = part,
+        }
+    }
+    Ok(r2::complete(&target.bucket, &target.key, upload_id, &sent).await?)
+}
+
+/// Aborts a failed upload. Should R2 refuse, the upload stays in the index, listed as
+/// unfinished, so it can still be aborted by hand.
+async fn discard(target: &Target, index: &UploadIndex, upload_id: &str) {
+    match r2::abort(&target.bucket, &target.key, upload_id).await {
+        Ok(()) => {
+            if let Err(error) = index.forget(&target.key, upload_id).await {
+                console_error!("an aborted upload stays in the upload index: {error:?}");
+            }
+        }
+        Err(error) => console_error!("aborting a failed upload failed; it stays listed as unfinished: {error}"),
+    }
+}
+
+/// Cuts a body stream into parts of `part_bytes`, each assembled in a `Uint8Array` (the bytes
+/// never pass through wasm memory).
+struct PartReader {
+    /// `None` once the body has ended (or when there is none).
+    reader: Option<ReadableStreamDefaultReader>,
+    /// The rest of a chunk that overran the previous part.
+    carry: Option<Uint8Array>,
+    part_bytes: u32,
+    read: u64,
+    max_bytes: u64,
+}
+
+impl PartReader {
+    /// The next part: `part_bytes` long except the last one; `None` after the last one.
+    async fn next(&mut self) -> Result<Option<Uint8Array>, Failure> {
+        let part = Uint8Array::new_with_length(self.part_bytes);
+        let mut filled = 0;
+        while filled < self.part_bytes {
+            let Some(chunk) = self.next_chunk().await? else { break };
+            let room = self.part_bytes - filled;
+            let taken = if chunk.length() > room {
+                self.carry = Some(chunk.subarray(room, chunk.length()));
+                chunk.subarray(0, room)
+            } else {
+                chunk
+            };
+            part.set(&taken, filled);
+            filled += taken.length();
+        }
+        Ok(match filled {
+            0 => None,
+            full if full == self.part_bytes => Some(part),
+            short => Some(part.subarray(0, short)),
+        })
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Uint8Array>, Failure> {
+        if let Some(carry) = self.carry.take() {
+            return Ok(Some(carry));
+        }
+        let Some(reader) = &self.reader else { return Ok(None) };
+        let result = JsFuture::from(reader.read()).await.map_err(|_| {
+            ProtocolError::bad_request("the request body broke off before its end (client gone?); nothing was stored")
+        })?;
+        if Reflect::get(&result, &"done".into()).map_err(worker::Error::from)?.as_bool() == Some(true) {
+            self.reader = None;
+            return Ok(None);
+        }
+        let chunk: Uint8Array = Reflect::get(&result, &"value".into())
+            .map_err(worker::Error::from)?
+            .dyn_into()
+            .map_err(|_| worker::Error::RustError("a request body chunk is not a Uint8Array".into()))?;
+        self.read += u64::from(chunk.length());
+        if self.read > self.max_bytes {
+            let limit = self.max_bytes;
+            return Err(ProtocolError::too_large(format!("the file is more than {limit} bytes; the limit is {limit}")).into());
+        }
+        Ok(Some(chunk))
+    }
+}
