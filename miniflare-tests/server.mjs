@@ -39,8 +39,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *   persist: directory for Durable Object and R2 storage (kept across restarts)
  *   vars:    { NAME: "value" } overriding wrangler.toml [vars]
  *   apiKey:  the API_KEY secret; null leaves it unset (the server must refuse everything)
+ *   secrets: { NAME: "value" } more secrets (.dev.vars), e.g. LINK_SIGNING_KEY
  */
-export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, log = false } = {}) {
+export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, secrets = {}, log = false } = {}) {
   const entry = join(ROOT, "build", "index.js");
   if (!existsSync(entry)) {
     throw new Error(`${entry} is missing: build the Worker first (bash scripts/build-worker.sh)`);
@@ -54,7 +55,8 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
   config.main = join(configDir, "build", "index.js");
   config.vars = { ...config.vars, ...vars };
   writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
-  writeFileSync(join(configDir, ".dev.vars"), apiKey == null ? "" : `API_KEY=${apiKey}\n`);
+  const devVars = { ...(apiKey == null ? {} : { API_KEY: apiKey }), ...secrets };
+  writeFileSync(join(configDir, ".dev.vars"), Object.entries(devVars).map(([name, value]) => `${name}=${value}\n`).join(""));
   const server = await launchWrangler(join(configDir, "wrangler.json"), { persist, log });
   const stop = server.stop;
   return {

@@ -78,6 +78,8 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http:
             }),
         )?),
         Route::DsStream => Ok(subject::ds::route(req, env).await),
+        // A signed link is the credential for its one file (checked by `files`).
+        Route::File if files::is_signed(&req)? => files::handle_signed(req, env, ctx).await,
         Route::FileList | Route::File => {
             auth::require_api_key(&req, env)?;
             files::handle(req, env, ctx).await

@@ -4,12 +4,13 @@
 //! preconditions), `DELETE` removes it and `GET /v1/files` lists keys. Bodies stream through the
 //! Worker in both directions and are never buffered whole: an upload without `Content-Length`, or
 //! above the single-put limit, goes to R2 in parts (`streamed`). Uploads in parts on the S3 model
-//! are `parts` (with their index, `index`). The header and query parsing
+//! are `parts` (with their index, `index`), signed links `link`. The header and query parsing
 //! lives in the submodules as plain functions with native unit tests.
 
 mod conditional;
 mod index;
 mod key;
+mod link;
 mod parts;
 mod query;
 mod r2;
@@ -17,10 +18,12 @@ mod range;
 mod streamed;
 
 use crate::http::{self, Failure};
+use crate::subject::body::read_limited;
 use conditional::Precondition;
 use durable_stream_protocol::files::FileLimits;
-use durable_stream_protocol::ProtocolError;
+use durable_stream_protocol::{ErrorCode, ProtocolError};
 pub use index::FileUploads;
+use link::SigningKeys;
 use query::Subresource;
 use range::ByteRange;
 use serde::Serialize;
@@ -36,8 +39,8 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const READ_ATTEMPTS: usize = 3;
 
 /// Serves the methods the Worker's route table (`routes.rs`) lets through: GET on the listing;
-/// GET, HEAD, PUT, POST and DELETE on a file and its subresources (`?uploads`, `?uploadId=…`).
-/// The caller has checked the API key.
+/// GET, HEAD, PUT, POST and DELETE on a file and its subresources (`?uploads`, `?uploadId=…`,
+/// `?link`). The caller has checked the API key.
 pub async fn handle(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, Failure> {
     let path = req.path();
     let bucket = env.bucket(BUCKET_BINDING)?;
@@ -63,11 +66,74 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context) -> Result<Respon
             parts::complete(&mut req, env, &bucket, &key, &upload_id, &limits).await
         }
         (Method::Delete, Subresource::Upload { upload_id, part_number: None }) => parts::abort(env, &bucket, &key, &upload_id).await,
+        (Method::Post, Subresource::Link) => create_link(&mut req, env, &key, &limits).await,
         (_, other) => {
             let (name, operations) = other.operations();
             Err(ProtocolError::bad_request(format!("{} is not an operation on {name}; it takes {operations}", req.inner().method())).into())
         }
     }
+}
+
+/// Whether the request presents a signed link (then [`handle_signed`] serves it, without the API
+/// key).
+pub fn is_signed(req: &Request) -> Result<bool, Failure> {
+    Ok(req.url()?.query_pairs().any(|(name, _)| name == link::SIGNATURE_PARAM))
+}
+
+/// A request to `/v1/files/{key}` with a signed link: the file alone, as the link allows.
+pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Response, Failure> {
+    let path = req.path();
+    let encoded_key = path.strip_prefix("/v1/files/").unwrap_or_default();
+    let key = key::parse_key(encoded_key)?;
+    let method = req.inner().method();
+    let url = req.url()?;
+    let verified = signing_keys(env).and_then(|keys| link::verify(url.query_pairs(), &key, &method, now_seconds(), &keys));
+    let grant = match verified {
+        Ok(grant) => grant,
+        Err(refusal) => return forbidden(&refusal),
+    };
+    let bucket = env.bucket(BUCKET_BINDING)?;
+    if method != "PUT" {
+        return read(&req, &bucket, &key, method == "GET").await;
+    }
+    if let Some(allowed) = &grant.content_type {
+        if req.headers().get("content-type")?.as_deref() != Some(allowed.as_str()) {
+            let message = format!("this link uploads only Content-Type {allowed:?}; send that header");
+            return forbidden(&ProtocolError::new(ErrorCode::Unauthorized, message));
+        }
+    }
+    let limits = file_limits(env)?;
+    let max_bytes = grant.max_bytes.map_or(limits.max_file_bytes, |max| max.min(limits.max_file_bytes));
+    write(req, env, ctx, &bucket, &key, &limits, max_bytes).await
+}
+
+/// `POST /v1/files/{key}?link` with `{"ttl":seconds,"method":"GET"|"PUT",…}`.
+async fn create_link(req: &mut Request, env: &Env, key: &str, limits: &FileLimits) -> Result<Response, Failure> {
+    let keys = match signing_keys(env) {
+        Ok(keys) => keys,
+        Err(refusal) => return forbidden(&refusal),
+    };
+    let body = read_limited(req, link::MAX_LINK_REQUEST_BYTES).await?;
+    let grant = link::plan(key, &body, now_seconds(), limits.max_file_bytes)?;
+    let mut url = req.url()?;
+    url.set_fragment(None);
+    url.query_pairs_mut().clear().extend_pairs(grant.query(&keys));
+    let expires = js_sys::Date::new(&((grant.expires * 1000) as f64).into()).to_iso_string();
+    json_answer(200, &serde_json::json!({ "url": url.as_str(), "expires": String::from(expires), "method": grant.method }))
+}
+
+fn signing_keys(env: &Env) -> Result<SigningKeys, ProtocolError> {
+    let secret = |name| env.secret(name).ok().map(|value| value.to_string());
+    SigningKeys::new(secret(link::SIGNING_KEY_SECRET), secret(link::PREVIOUS_SIGNING_KEY_SECRET))
+}
+
+/// A refused link or link request: 403 (code `unauthorized`), not the 401 of a missing API key.
+fn forbidden(refusal: &ProtocolError) -> Result<Response, Failure> {
+    error_with_status(403, refusal)
+}
+
+fn now_seconds() -> u64 {
+    Date::now().as_millis() / 1000
 }
 
 /// `PUT /v1/files/{key}`: streams the body into R2, refusing more than `max_bytes`.
@@ -308,7 +374,7 @@ fn not_found(key: &str) -> Failure {
     ProtocolError::not_found(format!("no file {key:?}")).into()
 }
 
-/// A JSON error body with a status outside the error codes' own (411, 412, 416).
+/// A JSON error body with a status outside the error codes' own (403, 411, 412, 416).
 fn error_with_status(status: u16, error: &ProtocolError) -> Result<Response, Failure> {
     Ok(http::json_text_response(status, error.to_http_body())?)
 }

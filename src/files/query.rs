@@ -1,5 +1,6 @@
 //! Query parameters: of `GET /v1/files` (`prefix`, `delimiter`, `cursor`, `limit`, `uploads`)
-//! and the subresources of `/v1/files/{key}` (`uploads`, `uploadId`, `partNumber`, `partSize`).
+//! and the subresources of `/v1/files/{key}` (`uploads`, `uploadId`, `partNumber`, `partSize`,
+//! `link`).
 
 use super::key::MAX_KEY_BYTES;
 use durable_stream_protocol::files::{parse_part_number, parse_part_size, parse_upload_id};
@@ -72,6 +73,8 @@ pub enum Subresource {
     Uploads { part_size: Option<u64> },
     /// `?uploadId=…[&partNumber=N]`: an upload in parts, or one part of it.
     Upload { upload_id: String, part_number: Option<u16> },
+    /// `?link`: a signed link to the file.
+    Link,
 }
 
 impl Subresource {
@@ -84,6 +87,7 @@ impl Subresource {
             Subresource::Upload { part_number: None, .. } => {
                 ("?uploadId=…", "GET (list its parts), POST (complete it), DELETE (abort it)")
             }
+            Subresource::Link => ("?link", "POST (create a signed link)"),
         }
     }
 }
@@ -96,7 +100,7 @@ where
     K: AsRef<str>,
     V: AsRef<str>,
 {
-    let (mut uploads, mut upload_id, mut part_number, mut part_size) = (None, None, None, None);
+    let (mut uploads, mut upload_id, mut part_number, mut part_size, mut link) = (None, None, None, None, None);
     for (name, value) in pairs {
         let (name, value) = (name.as_ref(), value.as_ref());
         let slot = match name {
@@ -104,20 +108,22 @@ where
             "uploadId" => &mut upload_id,
             "partNumber" => &mut part_number,
             "partSize" => &mut part_size,
+            "link" => &mut link,
             _ => continue,
         };
         if slot.replace(value.to_owned()).is_some() {
             return Err(duplicate(name));
         }
     }
-    let subresource = match (uploads, upload_id) {
-        (None, None) => Subresource::None,
-        (Some(_), None) => Subresource::Uploads { part_size: part_size.take().map(|v| parse_part_size(&v)).transpose()? },
-        (None, Some(id)) => Subresource::Upload {
+    let subresource = match (uploads, upload_id, link) {
+        (None, None, None) => Subresource::None,
+        (Some(_), None, None) => Subresource::Uploads { part_size: part_size.take().map(|v| parse_part_size(&v)).transpose()? },
+        (None, Some(id), None) => Subresource::Upload {
             upload_id: parse_upload_id(&id)?.to_owned(),
             part_number: part_number.take().map(|v| parse_part_number(&v)).transpose()?,
         },
-        (Some(_), Some(_)) => return Err(ProtocolError::bad_request("give either `uploads` or `uploadId`, not both")),
+        (None, None, Some(_)) => Subresource::Link,
+        _ => return Err(ProtocolError::bad_request("give at most one of `uploads`, `uploadId` and `link`")),
     };
     if part_number.is_some() {
         return Err(ProtocolError::bad_request("`partNumber` goes with `uploadId` (PUT …?uploadId=…&partNumber=N)"));
@@ -198,18 +204,21 @@ mod tests {
             Subresource::Upload { upload_id: "u1".into(), part_number: Some(3) }
         );
         assert_eq!(subresource(&[("uploadId", "u1")]).unwrap(), Subresource::Upload { upload_id: "u1".into(), part_number: None });
+        assert_eq!(subresource(&[("link", "")]).unwrap(), Subresource::Link);
     }
 
     #[test]
     fn subresource_mixtures_and_strays_are_refused() {
         for bad in [
-            &[("uploads", ""), ("uploadId", "u")][..],
+            &[("uploads", ""), ("link", "")][..],
+            &[("uploads", ""), ("uploadId", "u")],
             &[("uploadId", "u"), ("uploadId", "v")],
             &[("uploadId", "")],
             &[("partNumber", "1")],
             &[("uploadId", "u"), ("partNumber", "0")],
             &[("uploadId", "u"), ("partSize", "5242880")],
             &[("uploads", ""), ("partSize", "1")],
+            &[("link", ""), ("partNumber", "1")],
         ] {
             assert!(subresource(bad).is_err(), "{bad:?}");
         }
