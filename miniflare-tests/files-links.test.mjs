@@ -6,6 +6,7 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { assertError, filesRequest } from "./files-client.mjs";
 import { startServer, tempDir, TEST_KEY } from "./server.mjs";
 
 const SIGNING_KEY = "a".repeat(64);
@@ -24,13 +25,7 @@ after(async () => {
   await server?.stop();
 });
 
-/** A request under /v1/files with the API key. */
-function files(target, path, { headers = {}, ...init } = {}) {
-  return fetch(`${target.url}/v1/files${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${TEST_KEY}`, "accept-encoding": "identity", ...headers },
-  });
-}
+const files = filesRequest;
 
 /** A request to a link, as a browser would send it: no API key. */
 function follow(url, { headers = {}, ...init } = {}) {
@@ -42,15 +37,6 @@ async function makeLink(target, key, request) {
   const text = await res.text();
   assert.equal(res.status, 200, text);
   return JSON.parse(text);
-}
-
-async function assertError(res, status, code, messagePattern = /./) {
-  const text = await res.text();
-  assert.equal(res.status, status, text);
-  assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
-  const body = JSON.parse(text);
-  assert.equal(body.error.code, code);
-  assert.match(body.error.message, messagePattern);
 }
 
 /** The link with one query parameter replaced. */
