@@ -3,7 +3,7 @@
 //!
 //! The body is read into parts of `FILE_PART_BYTES`, assembled in JavaScript memory; while one
 //! part goes to R2 the next one is read, so at most two parts are held at a time. A body that
-//! ends within its first part is stored with one plain put instead. While the parts go up, the
+//! ends within (or right at the end of) its first part is stored with one plain put instead. While the parts go up, the
 //! upload is in the index (so it is listed, and can be aborted by hand should the Worker die
 //! meanwhile); it is completed at the end of the body and aborted on any error. The client going
 //! away is such an error, but the runtime also cancels the request's own work then: the upload
@@ -50,11 +50,12 @@ pub async fn store(
 
 async fn run(target: &Target, index: &UploadIndex, mut parts: PartReader) -> Result<Object, Failure> {
     let first = match parts.next().await? {
-        None => return super::put_object(&target.bucket, &target.key, Vec::new(), &target.metadata).await,
-        Some(part) if part.length() < parts.part_bytes => {
-            return super::put_object(&target.bucket, &target.key, part.to_vec(), &target.metadata).await
+        Some(part) if part.length() == parts.part_bytes && !parts.at_end().await? => part,
+        // The body ended within (or right at the end of) its first part.
+        whole => {
+            let bytes = whole.map(|part| part.to_vec()).unwrap_or_default();
+            return super::put_object(&target.bucket, &target.key, bytes, &target.metadata).await;
         }
-        Some(part) => part,
     };
     let upload_id = r2::create(&target.bucket, &target.key, target.metadata.clone()).await?;
     let stored = match index.create(&target.key, &upload_id, parts.part_bytes.into()).await {
@@ -150,6 +151,14 @@ impl PartReader {
             full if full == self.part_bytes => Some(part),
             short => Some(part.subarray(0, short)),
         })
+    }
+
+    /// Whether the body has ended (reads ahead one chunk to know).
+    async fn at_end(&mut self) -> Result<bool, Failure> {
+        if self.carry.is_none() {
+            self.carry = self.next_chunk().await?;
+        }
+        Ok(self.carry.is_none())
     }
 
     async fn next_chunk(&mut self) -> Result<Option<Uint8Array>, Failure> {
