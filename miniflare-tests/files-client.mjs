@@ -73,7 +73,8 @@ export function seededStream(length, seed, { chunk = 1024 * 1024, onChunk = () =
       await onChunk(produced);
     },
   });
-  return { stream, sent: { digest: () => hash.digest("hex"), bytes: () => produced } };
+  let digest;
+  return { stream, sent: { digest: () => (digest ??= hash.digest("hex")) } };
 }
 
 /** Reads a response body to its end, returning its length and SHA-256. */
