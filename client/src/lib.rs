@@ -56,6 +56,7 @@ mod files;
 mod frames;
 mod requests;
 mod subscription;
+mod uploads;
 
 pub use backoff::Backoff;
 pub use client::{Client, ClientBuilder, SubjectInfo, Trimmed};
@@ -63,8 +64,9 @@ pub use connection::ConnectionEvent;
 pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
 pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
-pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use files::{AtomicFile, ByteRange, Download, FileLink, FileList, FileMeta, FileObject, LinkMethod, LinkOptions, ListFiles, Upload};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
+pub use uploads::{Callback, CreatedUpload, PartListing, PartOptions, UnfinishedUpload, UploadListing, UploadedPart};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]
