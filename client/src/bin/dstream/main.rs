@@ -121,6 +121,8 @@ pub enum Failure {
     OutputClosed,
     /// Ctrl-C; the message says what was left in place.
     Interrupted(String),
+    /// The server or the connection failed, and the note says what that left behind.
+    Noted(Error, String),
 }
 
 impl From<Error> for Failure {
@@ -232,6 +234,10 @@ fn main() -> ExitCode {
         Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
             eprintln!("dstream: {}", describe(&e, &server, timeout));
+            ExitCode::FAILURE
+        }
+        Err(Failure::Noted(e, note)) => {
+            eprintln!("dstream: {}{note}", describe(&e, &server, timeout));
             ExitCode::FAILURE
         }
         Err(Failure::Local(message)) => {
