@@ -8,6 +8,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
+import { rmSync } from "node:fs";
 import { assertError, assertJson, filesRequest, hashBody, seededBytes, seededStream, sha256 } from "./files-client.mjs";
 import { startServer, tempDir } from "./server.mjs";
 
@@ -28,6 +29,8 @@ before(async () => {
 
 after(async () => {
   await server?.stop();
+  // The bucket holds a few hundred MiB by now.
+  rmSync(server.persist, { recursive: true, force: true });
 });
 
 const files = (path, init) => filesRequest(server, path, init);
@@ -307,6 +310,7 @@ describe("on a server that restarts", () => {
 
   after(async () => {
     await restarting?.stop();
+    rmSync(persist, { recursive: true, force: true });
   });
 
   test("an upload in parts survives a killed client and a workerd crash between parts", async () => {
