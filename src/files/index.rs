@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS parts (
 #[serde(tag = "op", rename_all = "camelCase")]
 enum Command {
     Create { key: String, upload_id: String, part_size: u64 },
+    Find { key: String, upload_id: String },
     Get { key: String, upload_id: String },
     RecordPart { key: String, upload_id: String, part: UploadedPart },
     Forget { key: String, upload_id: String },
@@ -58,6 +59,12 @@ impl UploadIndex {
 
     pub async fn create(&self, key: &str, upload_id: &str, part_size: u64) -> Result<(), Failure> {
         self.call(Command::Create { key: key.into(), upload_id: upload_id.into(), part_size }).await
+    }
+
+    /// The upload without its parts (one row: what each part upload checks); `not_found` when
+    /// it is not (or no longer) unfinished.
+    pub async fn find(&self, key: &str, upload_id: &str) -> Result<UnfinishedUpload, Failure> {
+        self.call(Command::Find { key: key.into(), upload_id: upload_id.into() }).await
     }
 
     /// The upload and its parts; `not_found` when it is not (or no longer) unfinished.
@@ -154,6 +161,7 @@ impl FileUploads {
                 )?;
                 done()
             }
+            Command::Find { key, upload_id } => json_answer(200, &self.upload(&key, &upload_id)?.summary()),
             Command::Get { key, upload_id } => {
                 let upload = self.upload(&key, &upload_id)?.summary();
                 let parts: Vec<UploadedPart> = self

@@ -46,7 +46,7 @@ pub async fn upload_part(
         return error_with_status(411, &error);
     };
     let index = UploadIndex::open(env)?;
-    let upload = index.get(key, upload_id).await?;
+    let upload = index.find(key, upload_id).await?;
     check_part(upload.part_size, part_number, length, limits.max_file_bytes)?;
     let body = req.inner().body().ok_or_else(|| ProtocolError::bad_request(format!("Content-Length is {length} but there is no body")))?;
     let etag = r2::upload_part(bucket, key, upload_id, part_number, body.into()).await?;
@@ -92,7 +92,7 @@ fn parse_completion(body: &[u8]) -> Result<Completion, ProtocolError> {
 /// `DELETE /v1/files/{key}?uploadId=…`: R2 drops the parts.
 pub async fn abort(env: &Env, bucket: &Bucket, key: &str, upload_id: &str) -> Result<Response, Failure> {
     let index = UploadIndex::open(env)?;
-    index.get(key, upload_id).await?;
+    index.find(key, upload_id).await?;
     r2::abort(bucket, key, upload_id).await?;
     index.forget(key, upload_id).await?;
     Ok(Response::empty()?.with_status(204))

@@ -72,7 +72,7 @@ async fn run(target: &Target, index: &UploadIndex, mut parts: PartReader) -> Res
             // The file is stored whatever happens here: a stale index entry only lists an
             // upload that is gone.
             if let Err(error) = index.forget(&target.key, &upload_id).await {
-                console_error!("a completed upload stays in the upload index: {error:?}");
+                console_error!("a completed upload stays in the upload index: {}", logged(&error));
             }
             Ok(object)
         }
@@ -119,10 +119,19 @@ async fn discard(target: &Target, index: &UploadIndex, upload_id: &str) {
     match r2::abort(&target.bucket, &target.key, upload_id).await {
         Ok(()) => {
             if let Err(error) = index.forget(&target.key, upload_id).await {
-                console_error!("an aborted upload stays in the upload index: {error:?}");
+                console_error!("an aborted upload stays in the upload index: {}", logged(&error));
             }
         }
         Err(error) => console_error!("aborting a failed upload failed; it stays listed as unfinished: {error}"),
+    }
+}
+
+/// What the log says of a failure: a client error's code only, since its message names the
+/// file (logs name no keys).
+fn logged(failure: &Failure) -> String {
+    match failure {
+        Failure::Client(error) => error.code.to_string(),
+        Failure::Internal(error) => error.to_string(),
     }
 }
 
