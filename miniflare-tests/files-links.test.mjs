@@ -8,6 +8,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { assertError, filesRequest } from "./files-client.mjs";
 import { startServer, tempDir, TEST_KEY } from "./server.mjs";
+import { claims, hs256, TOKEN_SECRET } from "./tokens.mjs";
 
 const SIGNING_KEY = "a".repeat(64);
 const OTHER_SIGNING_KEY = "b".repeat(64);
@@ -90,25 +91,25 @@ describe("download links", () => {
   });
 
   test("another method is refused with 403", async () => {
-    await assertError(await follow(link.url, { method: "PUT", body: "overwrite" }), 403, "unauthorized", /allows GET and HEAD, not PUT/);
-    await assertError(await follow(link.url, { method: "DELETE" }), 403, "unauthorized", /not DELETE/);
+    await assertError(await follow(link.url, { method: "PUT", body: "overwrite" }), 403, "forbidden", /allows GET and HEAD, not PUT/);
+    await assertError(await follow(link.url, { method: "DELETE" }), 403, "forbidden", /not DELETE/);
     assert.equal(await (await files(server, "/links/file.txt")).text(), CONTENT, "the file is untouched");
   });
 
   test("the link used on another key is refused with 403", async () => {
     const elsewhere = link.url.replace("/links/file.txt?", "/links/other.txt?");
-    await assertError(await follow(elsewhere), 403, "unauthorized", /does not match/);
+    await assertError(await follow(elsewhere), 403, "forbidden", /does not match/);
   });
 
   test("a tampered signature, expiry or method is refused with 403", async () => {
     const signature = new URL(link.url).searchParams.get("signature");
     const flipped = signature.slice(0, -1) + (signature.endsWith("0") ? "1" : "0");
-    await assertError(await follow(withParam(link.url, "signature", flipped)), 403, "unauthorized", /does not match/);
+    await assertError(await follow(withParam(link.url, "signature", flipped)), 403, "forbidden", /does not match/);
     const later = String(Number(new URL(link.url).searchParams.get("expires")) + 86_400);
-    await assertError(await follow(withParam(link.url, "expires", later)), 403, "unauthorized", /does not match/);
+    await assertError(await follow(withParam(link.url, "expires", later)), 403, "forbidden", /does not match/);
     const asPut = withParam(link.url, "method", "PUT");
-    await assertError(await follow(asPut, { method: "PUT", body: "x" }), 403, "unauthorized", /does not match/);
-    await assertError(await follow(withParam(link.url, "signature", "zz")), 403, "unauthorized", /malformed/);
+    await assertError(await follow(asPut, { method: "PUT", body: "x" }), 403, "forbidden", /does not match/);
+    await assertError(await follow(withParam(link.url, "signature", "zz")), 403, "forbidden", /malformed/);
   });
 
   test("an expired link is refused with 403", async () => {
@@ -117,7 +118,7 @@ describe("download links", () => {
     // Expiry is a point in time: wait until it has passed, then the link must be refused.
     const expires = Date.parse(short.expires);
     while (Date.now() < expires + 1000) await new Promise((resolve) => setTimeout(resolve, 250));
-    await assertError(await follow(short.url), 403, "unauthorized", /expired/);
+    await assertError(await follow(short.url), 403, "forbidden", /expired/);
   });
 
   test("a link from a server with another signing key is refused with 403", async () => {
@@ -125,7 +126,7 @@ describe("download links", () => {
     try {
       await files(other, "/links/file.txt", { method: "PUT", body: CONTENT });
       const foreign = link.url.replace(server.url, other.url);
-      await assertError(await follow(foreign), 403, "unauthorized", /does not match/);
+      await assertError(await follow(foreign), 403, "forbidden", /does not match/);
     } finally {
       await other.stop();
     }
@@ -145,7 +146,7 @@ describe("upload links", () => {
     await assertError(
       await follow(link.url, { method: "PUT", body: "a,b", headers: { "content-type": "text/plain" } }),
       403,
-      "unauthorized",
+      "forbidden",
       /only Content-Type "text\/csv"/,
     );
     await assertError(
@@ -157,7 +158,7 @@ describe("upload links", () => {
     const stored = await follow(link.url, { method: "PUT", body: "a,b\n1,2\n", headers: { "content-type": "text/csv" } });
     assert.equal(stored.status, 201, await stored.clone().text());
     assert.equal((await stored.json()).size, 8);
-    await assertError(await follow(link.url), 403, "unauthorized", /allows PUT, not GET/);
+    await assertError(await follow(link.url), 403, "forbidden", /allows PUT, not GET/);
     const got = await files(server, "/links/upload.csv");
     assert.equal(got.headers.get("content-type"), "text/csv");
     assert.equal(await got.text(), "a,b\n1,2\n");
@@ -208,11 +209,11 @@ describe("making links", () => {
       await assertError(
         await files(unsigned, "/links/file.txt?link", { method: "POST", body: '{"ttl":60}' }),
         403,
-        "unauthorized",
+        "forbidden",
         /no LINK_SIGNING_KEY/,
       );
       const link = await makeLink(server, "links/file.txt", { ttl: 60 });
-      await assertError(await follow(link.url.replace(server.url, unsigned.url)), 403, "unauthorized", /no LINK_SIGNING_KEY/);
+      await assertError(await follow(link.url.replace(server.url, unsigned.url)), 403, "forbidden", /no LINK_SIGNING_KEY/);
     } finally {
       await unsigned.stop();
     }
@@ -232,10 +233,52 @@ describe("making links", () => {
       assert.equal(await (await follow(fresh.url)).text(), CONTENT);
       await rotating.stop();
       rotating = await startServer({ persist, secrets: { LINK_SIGNING_KEY: OTHER_SIGNING_KEY } });
-      await assertError(await follow(moved(old.url)), 403, "unauthorized", /does not match/);
+      await assertError(await follow(moved(old.url)), 403, "forbidden", /does not match/);
       assert.equal(await (await follow(moved(fresh.url))).text(), CONTENT);
     } finally {
       await rotating.stop();
     }
+  });
+});
+
+describe("with an access token", () => {
+  let tokenServer;
+  const reader = hs256(claims({ ttl: 600, allow: [{ files: "shared/", actions: ["files:read"] }] }));
+  const writer = hs256(claims({ ttl: 600, allow: [{ files: "shared/", actions: ["files:read", "files:write"] }] }));
+  const withToken = (token, path, init = {}) =>
+    fetch(`${tokenServer.url}/v1/files${path}`, { ...init, headers: { authorization: `Bearer ${token}`, ...(init.headers ?? {}) } });
+
+  before(async () => {
+    tokenServer = await startServer({ secrets: { LINK_SIGNING_KEY: SIGNING_KEY, TOKEN_SECRET } });
+    await files(tokenServer, "/shared/doc.txt", { method: "PUT", body: CONTENT });
+  });
+
+  after(async () => {
+    await tokenServer?.stop();
+  });
+
+  test("a link allows no more than the token, and ends with it", async () => {
+    const res = await withToken(reader, "/shared/doc.txt?link", { method: "POST", body: '{"ttl":604800}' });
+    assert.equal(res.status, 200, await res.clone().text());
+    const link = await res.json();
+    assert.ok(Date.parse(link.expires) <= Date.now() + 600_000 + 5_000, `${link.expires} is past the token's expiry`);
+    assert.equal(await (await follow(link.url)).text(), CONTENT);
+    const upload = await withToken(reader, "/shared/doc.txt?link", { method: "POST", body: '{"ttl":60,"method":"PUT"}' });
+    await assertError(upload, 403, "forbidden", /files:write/);
+    await assertError(await withToken(reader, "/other/doc.txt?link", { method: "POST", body: '{"ttl":60}' }), 403, "forbidden", /files:read/);
+  });
+
+  test("uploads in parts need files:write, even to list the parts", async () => {
+    await assertError(await withToken(reader, "/shared/big.bin?uploads", { method: "POST" }), 403, "forbidden", /files:write/);
+    const created = await withToken(writer, "/shared/big.bin?uploads", { method: "POST" });
+    assert.equal(created.status, 201);
+    const { uploadId } = await created.json();
+    const at = `/shared/big.bin?uploadId=${encodeURIComponent(uploadId)}`;
+    await assertError(await withToken(reader, at), 403, "forbidden", /files:write/);
+    assert.equal((await withToken(writer, at)).status, 200);
+    const listed = await withToken(reader, "?uploads&prefix=shared/");
+    assert.equal(listed.status, 200, "listing uploads needs what listing files needs");
+    assert.deepEqual((await listed.json()).uploads.map((u) => u.uploadId), [uploadId]);
+    assert.equal((await withToken(writer, at, { method: "DELETE" })).status, 204);
   });
 });

@@ -485,7 +485,7 @@ describe("authentication", () => {
   test("every route without a key → 401", async () => {
     await put("auth/existing", "x");
     for (const route of routes("auth/existing")) {
-      await assertUnauthorized(await sendRoute(server.url, route), route, /missing API key/);
+      await assertUnauthorized(await sendRoute(server.url, route), route, /missing credentials: send the API key/);
     }
     assert.equal((await files("/auth/existing")).status, 200, "nothing was deleted");
   });

@@ -5,8 +5,9 @@ import { TEST_KEY } from "./server.mjs";
 
 export const AUTH = { authorization: `Bearer ${TEST_KEY}` };
 
-export async function httpCall(server, method, path, { body, headers = {} } = {}) {
-  const res = await fetch(`${server.url}${path}`, { method, headers: { ...AUTH, ...headers }, body });
+/** `auth`: the credential headers (default: the test key). */
+export async function httpCall(server, method, path, { body, headers = {}, auth = AUTH } = {}) {
+  const res = await fetch(`${server.url}${path}`, { method, headers: { ...auth, ...headers }, body });
   const text = await res.text();
   let json;
   try {

@@ -4,7 +4,7 @@
 // subject's data intact.
 //
 // Needs the test-only routes GET /test/panic and /test/panic/{subject}, which only a test build has:
-// DSTREAM_TEST_FEATURES=test-panic bash scripts/build-worker.sh
+// DSTREAM_TEST_FEATURES=test-hooks bash scripts/build-worker.sh
 // Run: node_modules/.bin/node --test miniflare-tests/panic.test.mjs
 
 import { after, before, test } from "node:test";
@@ -25,7 +25,7 @@ after(() => server?.stop());
 async function panicOnce(place = "") {
   const res = await fetch(`${server.url}/test/panic${place}`, { headers: { ...AUTH, origin: ORIGIN } });
   const text = await res.text();
-  assert.notEqual(res.status, 404, "GET /test/panic is missing: build with DSTREAM_TEST_FEATURES=test-panic");
+  assert.notEqual(res.status, 404, "GET /test/panic is missing: build with DSTREAM_TEST_FEATURES=test-hooks");
   return { res, text };
 }
 

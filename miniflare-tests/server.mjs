@@ -39,7 +39,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *   persist: directory for Durable Object and R2 storage (kept across restarts)
  *   vars:    { NAME: "value" } overriding wrangler.toml [vars]
  *   apiKey:  the API_KEY secret; null leaves it unset (the server must refuse everything)
- *   secrets: { NAME: "value" } more secrets (.dev.vars), e.g. LINK_SIGNING_KEY
+ *   secrets: { NAME: "value" } more secrets (.dev.vars lines; plain values without quotes or newlines)
  */
 export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, secrets = {}, log = false } = {}) {
   const entry = join(ROOT, "build", "index.js");

@@ -10,6 +10,8 @@
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
 # Then the Durable Streams append benchmark (bench/ds-appends.mjs: our /ds mount against the
 # @durable-streams/server reference and a JS HTTP floor, driven by wrk); DS_BENCH=0 skips it.
+# Then connection set-up and single publishes with an access token against the API key,
+# alternating three times in the same run; TOKEN_BENCH=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +44,7 @@ free_port() {
 }
 
 echo "== starting our Worker" >&2
-coproc OURS { exec "$NODE" miniflare-tests/serve.mjs --persist "$work/ours"; }
+coproc OURS { exec "$NODE" miniflare-tests/serve.mjs --persist "$work/ours" --var TOKEN_SECRET=bench-token-secret; }
 ours_url=
 while read -r -t 120 line <&"${OURS[0]}"; do
   case $line in READY\ *) ours_url=${line#READY }; break ;; esac
@@ -77,8 +79,8 @@ echo "- $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /pr
 echo "- commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src protocol client || echo ' (with local changes)'), $("$NODE" "$WRANGLER" --version 2>/dev/null | tail -1 | sed 's/^/wrangler /'), $(node_modules/.bin/workerd --version)"
 echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-cargo run --release -q -p durable-stream-client --bin dstream -- --url "$ours_url" --api-key test-key \
-  bench "${floor_args[@]}" "$@"
+dstream() { cargo run --release -q -p durable-stream-client --bin dstream -- --url "$ours_url" "$@"; }
+dstream --api-key test-key bench "${floor_args[@]}" "$@"
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
@@ -86,4 +88,18 @@ if [ "${DS_BENCH:-1}" != 0 ]; then
   echo
   echo "## Durable Streams appends (bench/ds-appends.mjs)"
   "$NODE" bench/ds-appends.mjs --seconds "${DS_BENCH_SECONDS:-10}" --rounds "${DS_BENCH_ROUNDS:-2}"
+fi
+
+if [ "${TOKEN_BENCH:-1}" != 0 ]; then
+  echo
+  echo "## Access tokens against the API key (alternating, same run)"
+  token=$(dstream --api-key test-key token create --sub bench --subject '>' --allow pub --allow sub --allow state --allow admin --ttl 1h 2>/dev/null)
+  for round in 1 2 3; do
+    echo
+    echo "### Round $round: API key"
+    dstream --api-key test-key bench --phases connect,single "$@"
+    echo
+    echo "### Round $round: token"
+    DSTREAM_TOKEN=$token dstream bench --phases connect,single "$@"
+  done
 fi

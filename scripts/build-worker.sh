@@ -29,7 +29,7 @@ if [ -f build/index.js ] && [ -f build/index_bg.wasm ] && [ "$(cat "$stamp" 2>/d
 fi
 
 ensure_worker_toolchain
-# Test builds name test-only cargo features here (DSTREAM_TEST_FEATURES=test-panic); the
+# Test builds name test-only cargo features here (DSTREAM_TEST_FEATURES=test-hooks); the
 # production build (wrangler's build command) never sets it.
 step "[4/4] building the Worker (cargo, wasm-bindgen, wasm-opt; the first build takes minutes)" \
   worker-build --release ${DSTREAM_TEST_FEATURES:+--features "$DSTREAM_TEST_FEATURES"}

@@ -6,11 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The deploy check bundles a production build; every test after it runs on a test build, which
-# also has the test-only panic routes (the `test-panic` feature). Exported so that the builds the
+# also has the test-only routes (the `test-hooks` feature: panics, hibernation). Exported so that the builds the
 # tests themselves start (dev.sh's) keep the test build instead of replacing it.
 bash scripts/build-worker.sh
 bash scripts/deploy-check.sh
-export DSTREAM_TEST_FEATURES=test-panic
+export DSTREAM_TEST_FEATURES=test-hooks
 bash scripts/build-worker.sh
 
 echo "== native tests (protocol, the Worker's pure modules, client) =="

@@ -34,10 +34,19 @@ pub fn json_text_response(status: u16, body: String) -> worker::Result<Response>
     Ok(Response::ok(body)?.with_status(status).with_headers(headers))
 }
 
+/// `Retry-After` (whole seconds, at least 1) for an error that says how long to wait.
+pub fn retry_after(error: &ProtocolError) -> Option<String> {
+    error.detail("retryAfterMs").map(|ms| ms.div_ceil(1000).max(1).to_string())
+}
+
 pub fn error_response(error: &ProtocolError) -> Response {
-    json_text_response(error.code.http_status(), error.to_http_body())
+    let mut response = json_text_response(error.code.http_status(), error.to_http_body())
         // Building a small JSON response only fails if the runtime itself is broken.
-        .unwrap_or_else(|_| Response::empty().expect("empty response").with_status(500))
+        .unwrap_or_else(|_| Response::empty().expect("empty response").with_status(500));
+    if let Some(seconds) = retry_after(error) {
+        let _ = response.headers_mut().set("retry-after", &seconds);
+    }
+    response
 }
 
 /// 405 for a method the route does not serve, with the route's `Allow` header.
@@ -87,6 +96,16 @@ mod tests {
         let error = body(response).await;
         assert_eq!(error["error"]["code"], "bad_request");
         assert_eq!(error["error"]["message"], "method not allowed; use GET, PUT, OPTIONS");
+    }
+
+    #[wasm_bindgen_test]
+    async fn rate_limited_errors_say_when_to_retry() {
+        let response = error_response(&ProtocolError::rate_limited("slow down", 1200));
+        assert_eq!(response.status_code(), 429);
+        assert_eq!(response.headers().get("retry-after").unwrap().as_deref(), Some("2"));
+        assert_eq!(body(response).await["error"]["retryAfterMs"], 1200);
+        let no_wait = error_response(&ProtocolError::not_found("x"));
+        assert_eq!(no_wait.headers().get("retry-after").unwrap(), None);
     }
 
     #[wasm_bindgen_test]

@@ -4,18 +4,23 @@
 //! forwards each stream request to that subject's Durable Object ([`subject::Subject`]); the
 //! decisions live in the `protocol` crate.
 
+mod access;
 mod auth;
+mod body;
 mod cors;
 mod files;
 mod hex;
 mod http;
 mod panic_guard;
 mod random;
+mod revocations;
 mod routes;
 mod subject;
+mod tokens;
 
 use cors::Cors;
 use durable_stream_protocol::subject::validate_subject;
+use durable_stream_protocol::token::Grant;
 use durable_stream_protocol::{ProtocolError, PROTOCOL_VERSION};
 use routes::Route;
 use wasm_bindgen::prelude::wasm_bindgen;
@@ -23,10 +28,14 @@ use worker::worker_sys::{self, web_sys};
 use worker::{event, Context, Env, Request, Response};
 
 pub use files::FileUploads;
+pub use revocations::Revocations;
 pub use subject::Subject;
 
 /// Binding of the per-subject Durable Object namespace (wrangler.toml).
 const SUBJECT_BINDING: &str = "SUBJECT";
+/// Carries the caller's [`Grant`] from the Worker to the subject's Durable Object. The Worker
+/// sets it on every request it forwards, replacing whatever a client sent under that name.
+pub(crate) const GRANT_HEADER: &str = "x-dstream-grant";
 
 #[event(start)]
 fn start() {
@@ -52,9 +61,9 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker_sys::Context) -> js_sy
 
 async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http::Failure> {
     let path = req.path();
-    #[cfg(feature = "test-panic")]
-    if let Some(place) = path.strip_prefix("/test/panic") {
-        return test_panic(place, env).await;
+    #[cfg(feature = "test-hooks")]
+    if let Some(hook) = path.strip_prefix("/test/") {
+        return test_hook(hook, env).await;
     }
     let Some(route) = Route::parse(&path) else {
         return Err(ProtocolError::not_found(format!("no route for {path}")).into());
@@ -81,24 +90,48 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http:
         // A signed link is the credential for its one file (checked by `files`).
         Route::File if files::is_signed(&req)? => files::handle_signed(req, env, ctx).await,
         Route::FileList | Route::File => {
-            auth::require_api_key(&req, env)?;
-            files::handle(req, env, ctx).await
+            let principal = auth::authenticate(&req, env).await?;
+            files::handle(req, env, ctx, &principal).await
+        }
+        Route::Tokens | Route::TokenRevoke | Route::TokenRevocations => {
+            let principal = auth::authenticate(&req, env).await?;
+            principal.require_master("token administration")?;
+            match route {
+                Route::Tokens => tokens::mint(req, env).await,
+                Route::TokenRevoke => tokens::revoke(req, env).await,
+                _ => tokens::list_revocations(env).await,
+            }
         }
         Route::Subject | Route::SubjectMessages | Route::SubjectState => {
-            auth::require_api_key(&req, env)?;
+            let principal = auth::authenticate(&req, env).await?;
             let subject = path.trim_start_matches("/v1/stream/").split('/').next().unwrap_or_default();
             validate_subject(subject)?;
-            let stub = env.durable_object(SUBJECT_BINDING)?.id_from_name(subject)?.get_stub()?;
-            Ok(stub.fetch_with_request(req).await?)
+            let upgrade = req.headers().get("upgrade")?.is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
+            let grant = principal.require_subject(subject, access::subject_request(route, &method, upgrade))?;
+            forward_to_subject(&req, env, subject, &grant).await
         }
     }
 }
 
-/// Test builds only: `/test/panic` panics in the Worker, `/test/panic/{subject}` in that
-/// subject's Durable Object.
-#[cfg(feature = "test-panic")]
-async fn test_panic(place: &str, env: &Env) -> Result<Response, http::Failure> {
-    let Some(subject) = place.strip_prefix('/') else { panic!("panic requested by a test") };
+/// Sends a request on to the subject's Durable Object, with the caller's grant.
+pub(crate) async fn forward_to_subject(req: &Request, env: &Env, subject: &str, grant: &Grant) -> Result<Response, http::Failure> {
+    let mut forwarded = req.clone_mut()?;
+    let grant = serde_json::to_string(grant).map_err(|e| worker::Error::RustError(e.to_string()))?;
+    forwarded.headers_mut()?.set(GRANT_HEADER, &grant)?;
     let stub = env.durable_object(SUBJECT_BINDING)?.id_from_name(subject)?.get_stub()?;
-    Ok(stub.fetch_with_str(&format!("https://subject/v1/stream/{subject}/test-panic")).await?)
+    Ok(stub.fetch_with_request(forwarded).await?)
+}
+
+/// Test builds only: `/test/panic` panics in the Worker; `/test/panic/{subject}` panics in that
+/// subject's Durable Object and `/test/evict/{subject}` makes it forget its memory.
+#[cfg(feature = "test-hooks")]
+async fn test_hook(hook: &str, env: &Env) -> Result<Response, http::Failure> {
+    if hook == "panic" {
+        panic!("panic requested by a test");
+    }
+    let Some((hook @ ("panic" | "evict"), subject)) = hook.split_once('/') else {
+        return Err(ProtocolError::not_found(format!("no test hook {hook:?}")).into());
+    };
+    let stub = env.durable_object(SUBJECT_BINDING)?.id_from_name(subject)?.get_stub()?;
+    Ok(stub.fetch_with_str(&format!("https://subject/v1/stream/{subject}/test-{hook}")).await?)
 }

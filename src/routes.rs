@@ -15,6 +15,12 @@ pub enum Route {
     SubjectState,
     /// `/ds/v1/stream/{name}`: the Durable Streams mount.
     DsStream,
+    /// `/v1/tokens`: minting (API key only).
+    Tokens,
+    /// `/v1/tokens/revoke` (API key only).
+    TokenRevoke,
+    /// `/v1/tokens/revocations` (API key only).
+    TokenRevocations,
 }
 
 const PREFLIGHT: &str = "OPTIONS";
@@ -32,6 +38,12 @@ impl Route {
         if path.starts_with("/v1/files/") {
             return Some(Route::File);
         }
+        match path {
+            "/v1/tokens" => return Some(Route::Tokens),
+            "/v1/tokens/revoke" => return Some(Route::TokenRevoke),
+            "/v1/tokens/revocations" => return Some(Route::TokenRevocations),
+            _ => {}
+        }
         if path.starts_with(DS_STREAM_PREFIX) {
             return Some(Route::DsStream);
         }
@@ -48,7 +60,8 @@ impl Route {
     fn served(self) -> &'static [&'static str] {
         match self {
             Route::Health => &["GET", "HEAD"],
-            Route::FileList => &["GET"],
+            Route::FileList | Route::TokenRevocations => &["GET"],
+            Route::Tokens | Route::TokenRevoke => &["POST"],
             Route::File | Route::DsStream => &["GET", "HEAD", "PUT", "POST", "DELETE"],
             Route::Subject => &["GET", "POST", "DELETE"],
             Route::SubjectMessages => &["GET", "DELETE"],
@@ -86,11 +99,14 @@ mod tests {
         assert_eq!(Route::parse("/v1/stream/orders/messages"), Some(Route::SubjectMessages));
         assert_eq!(Route::parse("/v1/stream/orders/state"), Some(Route::SubjectState));
         assert_eq!(Route::parse("/ds/v1/stream/a/b"), Some(Route::DsStream));
+        assert_eq!(Route::parse("/v1/tokens"), Some(Route::Tokens));
+        assert_eq!(Route::parse("/v1/tokens/revoke"), Some(Route::TokenRevoke));
+        assert_eq!(Route::parse("/v1/tokens/revocations"), Some(Route::TokenRevocations));
     }
 
     #[test]
     fn unknown_paths_have_no_route() {
-        for path in ["/", "/healthz", "/v1/files2", "/v1/stream/orders/", "/v1/stream/orders/acks", "/ds", "/ds/v1/other"] {
+        for path in ["/", "/healthz", "/v1/files2", "/v1/stream/orders/", "/v1/stream/orders/acks", "/ds", "/ds/v1/other", "/v1/tokens/", "/v1/tokens/x"] {
             assert_eq!(Route::parse(path), None, "{path}");
         }
     }

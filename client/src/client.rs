@@ -2,7 +2,9 @@
 
 use crate::backoff::Backoff;
 use crate::connection::{base_urls, endpoint, ConnectionEvent, Settings};
+use crate::credentials::{Credentials, TokenProvider};
 use crate::error::{Error, Result};
+use crate::http::Http;
 use crate::frames::Reply;
 use crate::requests::{RequestConnection, Resend};
 use crate::subscription::{self, SubscribeOptions, Subscription};
@@ -11,6 +13,7 @@ use durable_stream_protocol::Seq;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -27,7 +30,7 @@ pub struct Client {
 
 pub(crate) struct Inner {
     pub settings: Arc<Settings>,
-    pub http: reqwest::Client,
+    pub http: Http,
     connections: Mutex<HashMap<String, RequestConnection>>,
 }
 
@@ -38,20 +41,99 @@ impl std::fmt::Debug for Client {
 }
 
 /// Configures and creates a [`Client`]; see [`Client::builder`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientBuilder {
     url: String,
     api_key: Option<String>,
+    token: Option<String>,
+    token_provider: Option<TokenProvider>,
     connect_timeout: Duration,
     request_timeout: Duration,
     backoff: Backoff,
     max_frame_bytes: usize,
 }
 
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Says which credentials are set, never what they are.
+        f.debug_struct("ClientBuilder")
+            .field("url", &self.url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "…"))
+            .field("token", &self.token.as_ref().map(|_| "…"))
+            .field("token_provider", &self.token_provider.is_some())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("backoff", &self.backoff)
+            .field("max_frame_bytes", &self.max_frame_bytes)
+            .finish()
+    }
+}
+
 impl ClientBuilder {
-    /// The API key, sent as `Authorization: Bearer <key>`.
+    /// The API key, sent as `Authorization: Bearer <key>`. A token, if also set, is used
+    /// instead.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// An access token (a JWT, e.g. from [`TokenBuilder`](crate::TokenBuilder) or
+    /// `POST /v1/tokens`), sent as `Authorization: Bearer <token>` on every connection and
+    /// request. It takes precedence over an API key.
+    ///
+    /// Without a [`token_provider`](Self::token_provider) it is used until it expires: then
+    /// open connections are closed by the server and requests fail with
+    /// [`Error::TokenExpired`] (the client does not reconnect with a token it knows expired).
+    /// With one, it is the first token, and the provider's replace it.
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Keeps the token fresh with `provider`, an async callback returning a new token (from
+    /// your token service, or minted with [`TokenBuilder`](crate::TokenBuilder)).
+    ///
+    /// The client asks for the first token when it is created (unless [`token`](Self::token)
+    /// gave one), then for the next one when 80% of the current one's lifetime has passed or
+    /// 30 s before it expires, whichever is earlier (read from its `iat` and `exp`, not
+    /// verified). A new token is sent in-band on every open WebSocket (`{"op":"auth"}`: no
+    /// reconnect, nothing missed or repeated) and used by every later connection and HTTP
+    /// request. If the provider fails, it is asked again after 1 s, then up to every 30 s, and
+    /// each failure is reported as [`ConnectionEvent::TokenRefreshFailed`]. When the server
+    /// refuses a connection's token as expired or invalid, the provider is asked at once, and
+    /// the connection is opened again with the new token.
+    ///
+    /// ```no_run
+    /// # use durable_stream_client::{Action, Client, TokenBuilder};
+    /// # use std::time::Duration;
+    /// # async fn example() -> durable_stream_client::Result<()> {
+    /// let secret = b"the TOKEN_SECRET".to_vec();
+    /// let client = Client::builder("https://streams.example.com")
+    ///     .token_provider(move || {
+    ///         let secret = secret.clone();
+    ///         async move {
+    ///             TokenBuilder::new("billing")
+    ///                 .ttl(Duration::from_secs(600))
+    ///                 .allow_subjects(["orders.>"], [Action::Sub])
+    ///                 .sign_hs256(&secret)
+    ///         }
+    ///     })
+    ///     .connect()
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn token_provider<F, Fut, E>(mut self, provider: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = std::result::Result<String, E>> + Send + 'static,
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let provider: TokenProvider = Arc::new(move || {
+            let token = provider();
+            Box::pin(async move { token.await.map_err(Into::into) })
+        });
+        self.token_provider = Some(provider);
         self
     }
 
@@ -82,25 +164,27 @@ impl ClientBuilder {
     }
 
     /// Creates the client. Connections open lazily, per subject, on first use; this only
-    /// checks the configuration.
+    /// checks the configuration (and gets the first token from the provider, if there is one
+    /// and no token was given). Without any credentials it fails with
+    /// [`Error::Unauthorized`]: the server would refuse every request.
     pub async fn connect(self) -> Result<Client> {
         let (http_base, ws_base) = base_urls(&self.url)?;
-        let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(key) = &self.api_key {
-            let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| Error::BadRequest("the API key contains characters not allowed in a header".into()))?;
-            headers.insert(reqwest::header::AUTHORIZATION, value);
-        }
-        let http = reqwest::Client::builder()
-            .default_headers(headers)
-            .connect_timeout(self.connect_timeout)
-            .read_timeout(self.request_timeout)
-            .build()?;
         let (events, _) = broadcast::channel(256);
+        let credentials = match (self.token_provider, self.token.or(self.api_key)) {
+            (Some(provider), first) => Credentials::provided(first, provider, events.clone()).await?,
+            (None, Some(fixed)) => Credentials::fixed(fixed, events.clone())?,
+            (None, None) => {
+                return Err(Error::Unauthorized(
+                    "no credentials: give the client builder an API key, a token or a token provider".into(),
+                ))
+            }
+        };
+        let http = reqwest::Client::builder().connect_timeout(self.connect_timeout).read_timeout(self.request_timeout).build()?;
+        let http = Http::new(http, credentials.clone(), self.request_timeout);
         let settings = Settings {
             http_base,
             ws_base,
-            api_key: self.api_key,
+            credentials,
             connect_timeout: self.connect_timeout,
             request_timeout: self.request_timeout,
             backoff: self.backoff,
@@ -165,6 +249,8 @@ impl Client {
         ClientBuilder {
             url: url.into(),
             api_key: None,
+            token: None,
+            token_provider: None,
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
@@ -251,7 +337,7 @@ impl Client {
     pub async fn delete_subject(&self, subject: &str) -> Result<String> {
         validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
         let url = endpoint(&self.inner.settings.http_base, ["v1", "stream", subject]);
-        let response = self.inner.http.delete(url).timeout(self.inner.settings.request_timeout).send().await?;
+        let response = self.inner.http.send(self.inner.http.delete(url).timeout(self.inner.settings.request_timeout)).await?;
         let body = crate::files::check(response).await?.bytes().await?;
         #[derive(Deserialize)]
         struct Deleted {
@@ -260,6 +346,18 @@ impl Client {
         let deleted: Deleted =
             serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("subject deletion reply: {e}")))?;
         Ok(deleted.epoch)
+    }
+
+    /// Opens a new WebSocket to `subject` with the current credentials and closes it once the
+    /// server said hello: checks that the server is reachable and lets these credentials
+    /// connect to the subject (a token must grant something on it), without using or
+    /// disturbing the shared connections. `dstream bench` times connection set-up with it.
+    pub async fn check_connection(&self, subject: &str) -> Result<()> {
+        validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
+        let (mut socket, _hello, _tokens) = self.inner.settings.open(subject).await?;
+        // Said hello, so the check passed; a failed goodbye changes nothing.
+        let _ = socket.close(None).await;
+        Ok(())
     }
 
     /// Sends a request on the subject's shared connection.

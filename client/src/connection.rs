@@ -1,15 +1,18 @@
 //! Opening a subject's WebSocket: URL, auth header, timeouts, and the `hello` frame.
 
 use crate::backoff::Backoff;
+use crate::credentials::{Credential, Credentials, TokenWatch};
 use crate::error::{Error, Result};
 use crate::frames::{self, Incoming};
+use crate::http::Http;
+use durable_stream_protocol::token::{TOKEN_EXPIRED_CLOSE_CODE, TOKEN_REVOKED_CLOSE_CODE};
 use futures_util::StreamExt;
 use reqwest::Url;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -49,6 +52,15 @@ pub enum ConnectionEvent {
         /// How long the client waits before this attempt.
         delay: Duration,
     },
+    /// A token refresh failed: the [token provider](crate::ClientBuilder::token_provider) failed
+    /// (`subject` is `None`; it is asked again shortly), or the server refused the new token on
+    /// `subject`'s connection, which keeps its current token until it expires.
+    TokenRefreshFailed {
+        /// The subject whose connection refused the token, if that is what failed.
+        subject: Option<String>,
+        /// Why, in words (never the token).
+        reason: String,
+    },
 }
 
 /// Settings shared by every connection of a [`Client`](crate::Client).
@@ -58,14 +70,14 @@ pub(crate) struct Settings {
     pub http_base: Url,
     /// The same with `ws(s)://`.
     pub ws_base: Url,
-    pub api_key: Option<String>,
+    pub credentials: Credentials,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
     pub backoff: Backoff,
     pub max_frame_bytes: usize,
     pub events: broadcast::Sender<ConnectionEvent>,
-    /// Carries the API key already; used to read refusal bodies the upgrade did not capture.
-    pub http: reqwest::Client,
+    /// Used to read refusal bodies the upgrade did not capture.
+    pub http: Http,
 }
 
 /// What the server says first on every connection.
@@ -110,11 +122,38 @@ impl Settings {
 
     /// Opens the WebSocket for `subject` and waits for its `hello`, within the connect timeout.
     /// Failing to get that far is [`Error::Connect`] (naming the URL), unless the server
-    /// refused the connection with an error of its own (e.g. [`Error::Unauthorized`]).
-    pub async fn open(&self, subject: &str) -> Result<(Socket, Hello)> {
+    /// refused the connection with an error of its own (e.g. [`Error::Unauthorized`]). A token
+    /// the server refuses as expired or invalid is renewed once, if there is a provider.
+    /// Returns the socket, the server's hello and the token updates the socket must follow.
+    pub async fn open(&self, subject: &str) -> Result<(Socket, Hello, TokenWatch)> {
         self.emit(ConnectionEvent::Connecting { subject: subject.to_owned() });
+        let tokens = self.credentials.watch();
+        let opened = match self.open_with(subject, &tokens.current).await {
+            Err(refused @ (Error::TokenExpired(_) | Error::Unauthorized(_))) => {
+                match self.credentials.renew(&tokens.current).await {
+                    Ok(Some(_)) => {
+                        let tokens = self.credentials.watch();
+                        self.open_with(subject, &tokens.current).await.map(|(socket, hello)| (socket, hello, tokens))
+                    }
+                    Ok(None) => Err(refused),
+                    Err(e) => Err(e),
+                }
+            }
+            opened => opened.map(|(socket, hello)| (socket, hello, tokens)),
+        };
+        match &opened {
+            Ok((_, hello, _)) => {
+                self.emit(ConnectionEvent::Connected { subject: subject.to_owned(), epoch: hello.epoch.clone() })
+            }
+            Err(e) => self.emit(ConnectionEvent::Disconnected { subject: subject.to_owned(), reason: e.to_string() }),
+        }
+        opened
+    }
+
+    /// One attempt to open the socket with `credential`, within the connect timeout.
+    async fn open_with(&self, subject: &str, credential: &Credential) -> Result<(Socket, Hello)> {
         let url = endpoint(&self.ws_base, ["v1", "stream", subject]);
-        let opened = match tokio::time::timeout(self.connect_timeout, self.open_untimed(subject, &url)).await {
+        match tokio::time::timeout(self.connect_timeout, self.open_untimed(subject, &url, credential)).await {
             Ok(opened) => opened,
             Err(_) => Err(Error::connect(
                 url.as_str(),
@@ -123,28 +162,17 @@ impl Settings {
                     format!("no hello within the connect timeout of {:?}", self.connect_timeout),
                 ),
             )),
-        };
-        match &opened {
-            Ok((_, hello)) => {
-                self.emit(ConnectionEvent::Connected { subject: subject.to_owned(), epoch: hello.epoch.clone() })
-            }
-            Err(e) => self.emit(ConnectionEvent::Disconnected { subject: subject.to_owned(), reason: e.to_string() }),
         }
-        opened
     }
 
-    async fn open_untimed(&self, subject: &str, url: &Url) -> Result<(Socket, Hello)> {
+    async fn open_untimed(&self, subject: &str, url: &Url, credential: &Credential) -> Result<(Socket, Hello)> {
         use tokio_tungstenite::tungstenite::Error as WsError;
         let connect_error = |source: WsError| match source {
             WsError::Io(io) => Error::connect(url.as_str(), io),
             other => Error::connect(url.as_str(), other),
         };
         let mut request = url.as_str().into_client_request().map_err(connect_error)?;
-        if let Some(key) = &self.api_key {
-            let value = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|_| Error::BadRequest("the API key contains characters not allowed in a header".into()))?;
-            request.headers_mut().insert("Authorization", value);
-        }
+        request.headers_mut().insert("Authorization", credential.header.clone());
         let (mut socket, _response) = match tokio_tungstenite::connect_async_tls_with_config(request, None, true, None).await {
             Ok(connected) => connected,
             Err(WsError::Http(response)) if response.body().as_ref().is_none_or(Vec::is_empty) => {
@@ -191,8 +219,20 @@ impl Settings {
     }
 }
 
+/// The error behind a close that ends the credential's use rather than the connection's:
+/// reconnecting with the same token is pointless.
+pub(crate) fn credential_closed(frame: Option<&CloseFrame>) -> Option<Error> {
+    let frame = frame?;
+    let reason = close_reason(Some(frame));
+    match u16::from(frame.code) {
+        TOKEN_EXPIRED_CLOSE_CODE => Some(Error::TokenExpired(reason)),
+        TOKEN_REVOKED_CLOSE_CODE => Some(Error::Unauthorized(reason)),
+        _ => None,
+    }
+}
+
 /// Describes a close frame for events and errors.
-pub(crate) fn close_reason(frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>) -> String {
+pub(crate) fn close_reason(frame: Option<&CloseFrame>) -> String {
     match frame {
         Some(frame) => format!("closed by server (code {}: {})", u16::from(frame.code), frame.reason),
         None => "closed by server".to_owned(),

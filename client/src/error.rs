@@ -2,13 +2,14 @@
 
 use durable_stream_protocol::{ErrorCode, ProtocolError, Seq};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Shorthand for `Result<T, durable_stream_client::Error>`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong talking to a durable-stream server.
 ///
-/// The first seven variants are the server's error codes, each carrying the server's message.
+/// The first nine variants are the server's error codes, each carrying the server's message.
 /// Every message includes the error's source chain (`HTTP error: error sending request for url
 /// (…): connection closed before message completed`), so printing it with `{}` loses nothing.
 /// Transport errors wrap their cause in an [`Arc`] so one failure can be reported to every
@@ -19,9 +20,19 @@ pub enum Error {
     /// The server refused the request as malformed or out of range (`bad_request`).
     #[error("bad request: {0}")]
     BadRequest(String),
-    /// The API key is missing or wrong (`unauthorized`).
+    /// The credentials are missing or wrong: a wrong API key, or a token that is malformed,
+    /// badly signed or revoked (`unauthorized`).
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The token is valid but does not grant this action on this subject or file
+    /// (`forbidden`). Retrying will not help; a token that allows it will.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The token has expired (`token_expired`). With a
+    /// [`token_provider`](crate::ClientBuilder::token_provider) the client renews it before
+    /// this happens and once more when the server says so; without one, get a new token.
+    #[error("token expired: {0}")]
+    TokenExpired(String),
     /// The subject, file or route does not exist (`not_found`).
     #[error("not found: {0}")]
     NotFound(String),
@@ -32,9 +43,16 @@ pub enum Error {
     /// (`conflict`; also HTTP 412).
     #[error("conflict: {0}")]
     Conflict(String),
-    /// The server asks the client to slow down (`rate_limited`).
-    #[error("rate limited: {0}")]
-    RateLimited(String),
+    /// The server asks the client to slow down (`rate_limited`); nothing was stored. Publishes
+    /// wait `retry_after` and are sent again on their own while the request timeout allows, so
+    /// this reaches the caller only when it does not.
+    #[error("rate limited: {message}")]
+    RateLimited {
+        /// The server's message.
+        message: String,
+        /// How long the server asks to wait before trying again, when it says.
+        retry_after: Option<Duration>,
+    },
     /// The server failed (`internal`).
     #[error("server error: {0}")]
     Internal(String),
@@ -93,6 +111,14 @@ pub enum Error {
     /// The server URL is not usable.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
+    /// A token could not be built, or a token given to the client cannot be read (it is not a
+    /// JWT, or has no `exp`). Nothing was sent.
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// The [`token_provider`](crate::ClientBuilder::token_provider) failed. The client keeps
+    /// the current token and asks the provider again a little later.
+    #[error("the token provider failed: {}", chain(&**.0))]
+    TokenProvider(#[source] Arc<dyn std::error::Error + Send + Sync>),
 }
 
 /// An error's message followed by its sources', each left out when the text so far already
@@ -122,11 +148,24 @@ impl Error {
         match code {
             ErrorCode::BadRequest => Error::BadRequest(message),
             ErrorCode::Unauthorized => Error::Unauthorized(message),
+            ErrorCode::Forbidden => Error::Forbidden(message),
+            ErrorCode::TokenExpired => Error::TokenExpired(message),
             ErrorCode::NotFound => Error::NotFound(message),
             ErrorCode::TooLarge => Error::TooLarge(message),
             ErrorCode::Conflict => Error::Conflict(message),
-            ErrorCode::RateLimited => Error::RateLimited(message),
+            ErrorCode::RateLimited => Error::RateLimited { message, retry_after: None },
             ErrorCode::Internal => Error::Internal(message),
+        }
+    }
+
+    /// The error a server reply reports: its code, message and, for `rate_limited`, the
+    /// `retryAfterMs` it asks to wait.
+    pub(crate) fn from_reply(code: ErrorCode, message: String, retry_after_ms: Option<u64>) -> Error {
+        match Error::from_code(code, message) {
+            Error::RateLimited { message, .. } => {
+                Error::RateLimited { message, retry_after: retry_after_ms.map(Duration::from_millis) }
+            }
+            other => other,
         }
     }
 
@@ -135,21 +174,25 @@ impl Error {
         Some(match self {
             Error::BadRequest(_) => ErrorCode::BadRequest,
             Error::Unauthorized(_) => ErrorCode::Unauthorized,
+            Error::Forbidden(_) => ErrorCode::Forbidden,
+            Error::TokenExpired(_) => ErrorCode::TokenExpired,
             Error::NotFound(_) => ErrorCode::NotFound,
             Error::TooLarge(_) => ErrorCode::TooLarge,
             Error::Conflict(_) => ErrorCode::Conflict,
-            Error::RateLimited(_) => ErrorCode::RateLimited,
+            Error::RateLimited { .. } => ErrorCode::RateLimited,
             Error::Internal(_) => ErrorCode::Internal,
             _ => return None,
         })
     }
 
-    /// Whether trying again later may succeed: transport failures, timeouts, rate limiting and
-    /// server errors. Refusals (bad request, unauthorized, conflict, ...) will not change.
+    /// Whether trying again later may succeed: transport failures, timeouts, rate limiting,
+    /// server errors and a failed token provider. Refusals (bad request, unauthorized,
+    /// forbidden, an expired token, conflict, ...) will not change.
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            Error::RateLimited(_)
+            Error::RateLimited { .. }
+                | Error::TokenProvider(_)
                 | Error::Internal(_)
                 | Error::Io(_)
                 | Error::WebSocket(_)
@@ -164,13 +207,15 @@ impl Error {
     /// Bodies without that shape (proxies, HEAD requests) fall back to the status code.
     pub(crate) fn from_http(status: u16, body: &[u8]) -> Error {
         if let Some(error) = ProtocolError::from_http_body(body) {
-            return Error::from_code(error.code, error.message);
+            let retry_after_ms = error.detail("retryAfterMs");
+            return Error::from_reply(error.code, error.message, retry_after_ms);
         }
         let text = String::from_utf8_lossy(body).trim().to_string();
         let message = if text.is_empty() { format!("HTTP status {status}") } else { format!("HTTP status {status}: {text}") };
         let code = match status {
             400 | 416 => ErrorCode::BadRequest,
-            401 | 403 => ErrorCode::Unauthorized,
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
             404 | 410 => ErrorCode::NotFound,
             413 => ErrorCode::TooLarge,
             409 | 412 => ErrorCode::Conflict,
@@ -242,6 +287,20 @@ mod tests {
         assert!(matches!(Error::from_http(503, b"upstream down"), Error::Internal(m) if m.contains("upstream down")));
         assert!(Error::from_http(503, b"").is_transient());
         assert!(matches!(Error::from_http(302, b""), Error::InvalidResponse(_)));
+        assert!(matches!(Error::from_http(403, b""), Error::Forbidden(_)));
+    }
+
+    #[test]
+    fn rate_limits_carry_the_wait_the_server_asks_for() {
+        let body = br#"{"error":{"code":"rate_limited","message":"slow down","retryAfterMs":250}}"#;
+        let e = Error::from_http(429, body);
+        assert!(matches!(&e, Error::RateLimited { message, retry_after: Some(wait) } if message == "slow down" && wait.as_millis() == 250), "{e:?}");
+        assert_eq!(e.to_string(), "rate limited: slow down");
+        assert!(e.is_transient());
+        assert!(matches!(Error::from_http(429, b""), Error::RateLimited { retry_after: None, .. }));
+        let expired = Error::from_http(401, br#"{"error":{"code":"token_expired","message":"refresh it"}}"#);
+        assert!(matches!(&expired, Error::TokenExpired(m) if m == "refresh it"));
+        assert!(!expired.is_transient());
     }
 
     /// Says only what it was doing, like reqwest's errors; the cause is its source.
@@ -276,6 +335,8 @@ mod tests {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::TokenExpired,
             ErrorCode::NotFound,
             ErrorCode::TooLarge,
             ErrorCode::Conflict,

@@ -110,7 +110,7 @@ fn err_fields(fields: &Fields) -> Error {
         (Err(e), _) | (_, Err(e)) => return Error::InvalidResponse(format!("error reply: {e}")),
     };
     match ErrorCode::parse(&code) {
-        Some(code) => Error::from_code(code, message),
+        Some(code) => Error::from_reply(code, message, field(fields, "retryAfterMs").ok()),
         None => Error::InvalidResponse(format!("unknown error code {code:?}: {message}")),
     }
 }
@@ -137,6 +137,7 @@ fn excerpt(text: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
     use serde_json::json;
+    use std::time::Duration;
 
     fn nested(depth: usize) -> String {
         format!("{}{}", "[".repeat(depth), "]".repeat(depth))
@@ -210,6 +211,13 @@ mod tests {
             panic!()
         };
         assert!(matches!(outcome, Err(Error::InvalidResponse(m)) if m.contains("teapot")));
+
+        let Incoming::Reply { outcome, .. } =
+            decode(r#"{"op":"err","id":1,"code":"rate_limited","message":"m","retryAfterMs":250}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert!(matches!(outcome, Err(Error::RateLimited { retry_after: Some(wait), .. }) if wait == Duration::from_millis(250)));
 
         assert!(matches!(decode(r#"{"op":"hello","subject":"s","last":0,"epoch":"e"}"#), Ok(Incoming::Hello { epoch }) if epoch == "e"));
         assert!(matches!(decode(r#"{"op":"skipped","first":3,"last":5}"#), Ok(Incoming::Skipped { last: 5 })));

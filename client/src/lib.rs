@@ -50,12 +50,15 @@
 mod backoff;
 mod client;
 mod connection;
+mod credentials;
 mod cursor;
 mod error;
 mod files;
 mod frames;
+mod http;
 mod requests;
 mod subscription;
+mod token;
 mod uploads;
 
 pub use backoff::Backoff;
@@ -66,6 +69,7 @@ pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
 pub use files::{AtomicFile, ByteRange, Download, FileLink, FileList, FileMeta, FileObject, LinkMethod, LinkOptions, ListFiles, Upload};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
+pub use token::{Action, Ed25519Key, IssuedToken, Revocation, Revoke, Revoked, TokenBuilder, TokenLimits};
 pub use uploads::{Callback, CreatedUpload, PartListing, PartOptions, UnfinishedUpload, UploadListing, UploadedPart};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.

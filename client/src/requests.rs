@@ -3,18 +3,22 @@
 //! Requests are pipelined: each gets a numeric `id`, many are in flight at once, and replies are
 //! matched by `id`. A background task owns the socket. When the connection drops it reconnects
 //! with backoff and sends every request still waiting again, verbatim: a publish keeps its
-//! `msgId`, so the server stores it once however many times it is sent.
+//! `msgId`, so the server stores it once however many times it is sent. A request refused as
+//! rate limited is sent again, verbatim too, after the wait the server asks for. A refreshed
+//! token is sent in-band (`auth`) on the open socket.
 
-use crate::connection::{close_reason, ConnectionEvent, Settings, Socket};
+use crate::connection::{close_reason, credential_closed, ConnectionEvent, Settings, Socket};
+use crate::credentials::{auth_request, Credential, TokenWatch};
 use crate::error::{Error, Result};
 use crate::frames::{self, Incoming, Reply};
 use durable_stream_protocol::RequestId;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Whether a request may be sent again after the connection dropped before its reply.
@@ -60,6 +64,9 @@ impl RequestConnection {
     }
 }
 
+/// Whether writing to the socket worked.
+type Sent = Result<(), tokio_tungstenite::tungstenite::Error>;
+
 struct Pending {
     text: String,
     resend: Resend,
@@ -77,6 +84,9 @@ struct Multiplexer {
     /// Requests sent (or waiting to be) without a reply yet, by id: ids grow, so this is also
     /// the order they were made in and the order of their deadlines.
     pending: BTreeMap<u64, Pending>,
+    /// Requests refused as rate limited, by when to send them again (ids that are no longer
+    /// pending are skipped).
+    retries: BTreeSet<(Instant, u64)>,
     next_id: u64,
     /// Consecutive failed connection attempts since the last good connection.
     failures: u32,
@@ -95,6 +105,7 @@ impl Multiplexer {
             inbox,
             inbox_open: true,
             pending: BTreeMap::new(),
+            retries: BTreeSet::new(),
             next_id: 1,
             failures: 0,
             reconnecting: false,
@@ -119,11 +130,11 @@ impl Multiplexer {
                 continue;
             }
             match self.settings.open(&self.subject).await {
-                Ok((socket, _hello)) => {
+                Ok((socket, _hello, tokens)) => {
                     self.connect_error = None;
                     self.failures = 0;
                     self.reconnecting = true;
-                    self.serve(socket).await;
+                    self.serve(socket, tokens).await;
                 }
                 Err(e) if e.is_transient() => {
                     self.connect_error = Some(e.clone());
@@ -170,7 +181,9 @@ impl Multiplexer {
     }
 
     /// Uses an open socket until it drops or there is nothing left to do.
-    async fn serve(&mut self, mut socket: Socket) {
+    async fn serve(&mut self, mut socket: Socket, mut tokens: TokenWatch) {
+        // Everything waiting goes out now, also what waited out a rate limit on the last socket.
+        self.retries.clear();
         for pending in self.pending.values_mut() {
             if let Err(e) = socket.feed(WsMessage::text(pending.text.clone())).await {
                 return self.disconnected(e.to_string());
@@ -186,30 +199,79 @@ impl Multiplexer {
                 return;
             }
             let deadline = self.next_deadline();
-            tokio::select! {
+            let retry_due = self.retries.first().map(|(at, _)| *at);
+            let sent = tokio::select! {
                 request = self.inbox.recv(), if self.inbox_open => match request {
-                    Some(request) => {
-                        if let Some((id, text)) = self.enqueue(request) {
-                            if let Err(e) = socket.send(WsMessage::text(text)).await {
-                                return self.disconnected(e.to_string());
-                            }
-                            if let Some(pending) = self.pending.get_mut(&id) {
-                                pending.sent = true;
-                            }
-                        }
+                    Some(request) => self.send_new(&mut socket, request).await,
+                    None => {
+                        self.inbox_open = false;
+                        Ok(())
                     }
-                    None => self.inbox_open = false,
                 },
                 frame = socket.next() => match frame {
-                    Some(Ok(WsMessage::Text(text))) => self.on_frame(&text),
-                    Some(Ok(WsMessage::Close(frame))) => return self.disconnected(close_reason(frame.as_ref())),
-                    Some(Ok(_)) => {}
+                    Some(Ok(WsMessage::Text(text))) => {
+                        self.on_frame(&text);
+                        Ok(())
+                    }
+                    Some(Ok(WsMessage::Close(frame))) => return self.closed(frame.as_ref()),
+                    Some(Ok(_)) => Ok(()),
                     Some(Err(e)) => return self.disconnected(e.to_string()),
                     None => return self.disconnected("connection ended".into()),
                 },
-                _ = tokio::time::sleep_until(deadline), if !self.pending.is_empty() => self.expire(),
+                credential = tokens.changed() => self.send_token(&mut socket, &credential).await,
+                _ = tokio::time::sleep_until(retry_due.unwrap_or_else(Instant::now)), if retry_due.is_some() => {
+                    self.send_retries(&mut socket).await
+                }
+                _ = tokio::time::sleep_until(deadline), if !self.pending.is_empty() => {
+                    self.expire();
+                    Ok(())
+                }
+            };
+            if let Err(e) = sent {
+                return self.disconnected(e.to_string());
             }
         }
+    }
+
+    /// Registers a request from a caller and sends it.
+    async fn send_new(&mut self, socket: &mut Socket, request: Request) -> Sent {
+        if let Some((id, text)) = self.enqueue(request) {
+            socket.send(WsMessage::text(text)).await?;
+            if let Some(pending) = self.pending.get_mut(&id) {
+                pending.sent = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a refreshed token in-band. If the server refuses it, the socket keeps its current
+    /// token (until that expires), so the refusal is only reported.
+    async fn send_token(&mut self, socket: &mut Socket, credential: &Credential) -> Sent {
+        let (reply, answer) = oneshot::channel();
+        let (settings, subject) = (self.settings.clone(), self.subject.clone());
+        tokio::spawn(async move {
+            if let Ok(Err(refused)) = answer.await {
+                if !matches!(refused, Error::Closed) {
+                    settings.emit(ConnectionEvent::TokenRefreshFailed { subject: Some(subject), reason: refused.to_string() });
+                }
+            }
+        });
+        self.send_new(socket, Request { frame: auth_request(credential), resend: Resend::Never, reply }).await
+    }
+
+    /// Sends again the rate-limited requests whose wait is over.
+    async fn send_retries(&mut self, socket: &mut Socket) -> Sent {
+        let now = Instant::now();
+        while let Some(&(at, id)) = self.retries.first() {
+            if at > now {
+                break;
+            }
+            self.retries.pop_first();
+            if let Some(pending) = self.pending.get(&id) {
+                socket.send(WsMessage::text(pending.text.clone())).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Registers a request; returns its id and the text to send, or None if it was refused
@@ -244,7 +306,17 @@ impl Multiplexer {
             _ => return,
         };
         let RequestId::Number(number) = id else { return };
-        if let Some(pending) = number.as_u64().and_then(|id| self.pending.remove(&id)) {
+        let Some(id) = number.as_u64() else { return };
+        if let (Err(Error::RateLimited { retry_after: Some(wait), .. }), Some(pending)) = (&outcome, self.pending.get(&id)) {
+            // Nothing was stored: send it again (the same text, so a publish keeps its msgId)
+            // once the wait is over, if that is before the request's deadline.
+            let at = Instant::now() + *wait;
+            if at < pending.deadline {
+                self.retries.insert((at, id));
+                return;
+            }
+        }
+        if let Some(pending) = self.pending.remove(&id) {
             let _ = pending.reply.send(outcome);
         }
     }
@@ -262,10 +334,24 @@ impl Multiplexer {
             let error = match (&self.connect_error, entry.get().sent) {
                 // Never sent, so certainly not applied: the failed connection is the reason.
                 (Some(e), false) => e.clone(),
-                (Some(e @ (Error::RateLimited(_) | Error::Internal(_))), true) => e.clone(),
+                (Some(e @ (Error::RateLimited { .. } | Error::Internal(_))), true) => e.clone(),
                 _ => Error::Timeout,
             };
             let _ = entry.remove().reply.send(Err(error));
+        }
+    }
+
+    /// The server closed the socket. When it closed it because the token expired or was
+    /// revoked and no provider can replace the token, reconnecting is pointless: everything
+    /// waiting fails with that error, and the next request tries again.
+    fn closed(&mut self, frame: Option<&CloseFrame>) {
+        match credential_closed(frame) {
+            Some(error) if !self.settings.credentials.renewable() => {
+                self.settings.emit(ConnectionEvent::Disconnected { subject: self.subject.clone(), reason: error.to_string() });
+                self.fail_all(&error);
+                self.reconnecting = false;
+            }
+            _ => self.disconnected(close_reason(frame)),
         }
     }
 
@@ -292,6 +378,8 @@ impl Multiplexer {
 mod tests {
     use super::*;
     use crate::backoff::Backoff;
+    use crate::credentials::Credentials;
+    use crate::http::Http;
     use serde_json::json;
     use std::time::Duration;
     use tokio::net::TcpListener;
@@ -310,16 +398,18 @@ mod tests {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let url = format!("http://{}", listener.local_addr().unwrap());
             let (http_base, ws_base) = crate::connection::base_urls(&url).unwrap();
+            let events = broadcast::channel(16).0;
+            let credentials = Credentials::fixed("k".into(), events.clone()).unwrap();
             let settings = Settings {
                 http_base,
                 ws_base,
-                api_key: Some("k".into()),
+                credentials: credentials.clone(),
                 connect_timeout: Duration::from_secs(5),
                 request_timeout,
                 backoff: Backoff { initial_delay: Duration::from_millis(10), ..Backoff::default() },
                 max_frame_bytes: 1024,
-                events: broadcast::channel(16).0,
-                http: reqwest::Client::new(),
+                events,
+                http: Http::new(reqwest::Client::new(), credentials, request_timeout),
             };
             (FakeServer { listener }, Arc::new(settings))
         }

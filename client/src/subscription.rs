@@ -2,7 +2,8 @@
 //! messages, acknowledges them so the server keeps sending, and notices when the subject was
 //! wiped (its epoch changed).
 
-use crate::connection::{close_reason, ConnectionEvent, Hello, Settings, Socket};
+use crate::connection::{close_reason, credential_closed, ConnectionEvent, Hello, Settings, Socket};
+use crate::credentials::{auth_request, TokenWatch};
 use crate::cursor::{cursor_key, Cursor, CursorStore};
 use crate::error::{Error, Result};
 use crate::frames::{self, Incoming, Received};
@@ -477,8 +478,11 @@ impl Drop for Subscription {
 // ---------------------------------------------------------------------------------------------
 // The task
 
-/// The request id of the `sub` frame (a subscription connection carries no other requests).
+/// The request id of the `sub` frame.
 const SUB_ID: &str = "sub";
+/// The request id of `auth` frames (refreshed tokens), the only other requests a subscription
+/// connection carries.
+const AUTH_ID: &str = "auth";
 /// How often a changed position is written to the cursor store.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Frames buffered between the task and the stream.
@@ -512,6 +516,9 @@ enum Ended {
     /// The application dropped or closed the subscription.
     Stopped,
     Disconnected(String),
+    /// The server closed it for good: the token expired or was revoked, and there is no
+    /// provider to replace it.
+    Refused(Error),
 }
 
 /// Opens a subscription: the first connection happens here so that refusals (bad options,
@@ -537,13 +544,13 @@ pub(crate) async fn subscribe(settings: Arc<Settings>, subject: &str, options: S
         shared: shared.clone(),
         deliveries,
     };
-    let (socket, early) = subscriber.establish().await?;
-    let task = tokio::spawn(subscriber.run(socket, early));
+    let (socket, early, tokens) = subscriber.establish().await?;
+    let task = tokio::spawn(subscriber.run(socket, early, tokens));
     Ok(Subscription { subject: subject.to_owned(), shared, deliveries: receiver, buffer: VecDeque::new(), task: Some(task) })
 }
 
 impl Subscriber {
-    async fn run(self, mut socket: Socket, mut early: Vec<Received>) {
+    async fn run(self, mut socket: Socket, mut early: Vec<Received>, mut tokens: TokenWatch) {
         let mut failures = 0u32;
         loop {
             let (acked, mode) = {
@@ -551,7 +558,7 @@ impl Subscriber {
                 (progress.acked, progress.mode)
             };
             let mut acks = AckSender::new(acked, self.window.unwrap_or(SERVER_DEFAULT_WINDOW), ack_delay(mode));
-            let reason = match self.serve(&mut socket, &mut acks, std::mem::take(&mut early)).await {
+            let reason = match self.serve(&mut socket, &mut acks, std::mem::take(&mut early), &mut tokens).await {
                 Ended::Stopped => {
                     // The application may have acknowledged messages just before stopping.
                     let _ = acks.flush(&mut socket, &self.shared, None).await;
@@ -560,6 +567,10 @@ impl Subscriber {
                     return;
                 }
                 Ended::Disconnected(reason) => reason,
+                Ended::Refused(error) => {
+                    self.settings.emit(ConnectionEvent::Disconnected { subject: self.subject.clone(), reason: error.to_string() });
+                    return self.give_up(error).await;
+                }
             };
             self.settings.emit(ConnectionEvent::Disconnected { subject: self.subject.clone(), reason });
             loop {
@@ -575,27 +586,31 @@ impl Subscriber {
                     _ = self.deliveries.closed() => return,
                 };
                 match established {
-                    Ok((fresh, messages)) => {
+                    Ok((fresh, messages, fresh_tokens)) => {
                         socket = fresh;
                         early = messages;
+                        tokens = fresh_tokens;
                         failures = 0;
                         break;
                     }
                     Err(e) if e.is_transient() && self.settings.backoff.allows(failures + 1) => failures += 1,
-                    Err(e) => {
-                        let _ = self.deliveries.send(Delivery::Failed(e)).await;
-                        let _ = self.shared.save_cursor();
-                        return;
-                    }
+                    Err(e) => return self.give_up(e).await,
                 }
             }
         }
     }
 
+    /// Ends the stream with `error`.
+    async fn give_up(&self, error: Error) {
+        let _ = self.deliveries.send(Delivery::Failed(error)).await;
+        let _ = self.shared.save_cursor();
+    }
+
     /// Connects, checks the epoch, and subscribes from the current position. Returns the open
-    /// socket and any messages that arrived with the subscription's reply.
-    async fn establish(&self) -> Result<(Socket, Vec<Received>)> {
-        let (mut socket, Hello { epoch, .. }) = self.settings.open(&self.subject).await?;
+    /// socket, any messages that arrived with the subscription's reply, and the token updates
+    /// the socket must follow.
+    async fn establish(&self) -> Result<(Socket, Vec<Received>, TokenWatch)> {
+        let (mut socket, Hello { epoch, .. }, tokens) = self.settings.open(&self.subject).await?;
         let from = {
             let mut progress = self.shared.progress();
             progress.check_epoch(&epoch, self.on_epoch_change)?;
@@ -617,7 +632,7 @@ impl Subscriber {
             .unwrap_or(Err(Error::Timeout));
         let (start, early) = reply?;
         self.shared.progress().subscribed(start);
-        Ok((socket, early))
+        Ok((socket, early, tokens))
     }
 
     async fn await_subscribed(socket: &mut Socket) -> Result<(Seq, Vec<Received>)> {
@@ -644,8 +659,9 @@ impl Subscriber {
         }
     }
 
-    /// Delivers messages and sends acks until the connection ends or the application stops.
-    async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<Received>) -> Ended {
+    /// Delivers messages, sends acks and refreshed tokens until the connection ends or the
+    /// application stops.
+    async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<Received>, tokens: &mut TokenWatch) -> Ended {
         let generation = self.shared.progress().generation;
         if !early.is_empty() {
             acks.received(&early);
@@ -660,6 +676,13 @@ impl Subscriber {
             tokio::select! {
                 _ = self.deliveries.closed() => return Ended::Stopped,
                 _ = self.shared.ack_wakeup.notified() => {}
+                credential = tokens.changed() => {
+                    let mut frame = auth_request(&credential);
+                    frame.insert("id".into(), AUTH_ID.into());
+                    if let Err(e) = socket.send(WsMessage::text(Value::Object(frame).to_string())).await {
+                        return Ended::Disconnected(e.to_string());
+                    }
+                }
                 _ = tokio::time::sleep_until(ack_due.unwrap_or_else(Instant::now)), if ack_due.is_some() => {}
                 _ = save_timer.tick() => {
                     if let Err(e) = self.shared.save_cursor() {
@@ -679,6 +702,12 @@ impl Subscriber {
                                 }
                                 None
                             }
+                            // The socket keeps its current token until that expires.
+                            Ok(Incoming::Reply { id: Some(RequestId::Text(id)), outcome: Err(refused) }) if id == AUTH_ID => {
+                                let reason = refused.to_string();
+                                self.settings.emit(ConnectionEvent::TokenRefreshFailed { subject: Some(self.subject.clone()), reason });
+                                None
+                            }
                             // Replies to nothing we asked, and frames from newer servers.
                             Ok(_) => None,
                             // Nothing in it can be delivered, but it must not pass unnoticed.
@@ -689,7 +718,12 @@ impl Subscriber {
                                 None
                             }
                         },
-                        Some(Ok(WsMessage::Close(frame))) => return Ended::Disconnected(close_reason(frame.as_ref())),
+                        Some(Ok(WsMessage::Close(frame))) => {
+                            return match credential_closed(frame.as_ref()) {
+                                Some(error) if !self.settings.credentials.renewable() => Ended::Refused(error),
+                                _ => Ended::Disconnected(close_reason(frame.as_ref())),
+                            };
+                        }
                         Some(Ok(_)) => None,
                         Some(Err(e)) => return Ended::Disconnected(e.to_string()),
                         None => return Ended::Disconnected("connection ended".into()),

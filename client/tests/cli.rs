@@ -19,7 +19,7 @@ fn dstream(server: &Server, args: &[&str]) -> Command {
 /// `dstream ARGS` against the server at `url`, with the test API key.
 fn dstream_at(url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_dstream"));
-    command.args(args).env("DSTREAM_URL", url).env("DSTREAM_API_KEY", API_KEY).kill_on_drop(true);
+    command.args(args).env("DSTREAM_URL", url).env("DSTREAM_API_KEY", API_KEY).env_remove("DSTREAM_TOKEN").kill_on_drop(true);
     command
 }
 
@@ -154,7 +154,10 @@ async fn errors_exit_non_zero_with_the_reason_and_what_to_do() {
     }
     let (code, stderr) = failure(dstream(&server, &["info", "x"]).env_remove("DSTREAM_API_KEY")).await;
     assert_eq!(code, Some(1));
-    assert_eq!(stderr, "dstream: no API key: set DSTREAM_API_KEY or pass --api-key (locally it is the API_KEY in .dev.vars)\n");
+    assert_eq!(
+        stderr,
+        "dstream: no credentials: set DSTREAM_API_KEY or DSTREAM_TOKEN, or pass --api-key or --token (locally the API key is the API_KEY in .dev.vars)\n"
+    );
 
     let (code, stderr) = failure(&mut dstream(&server, &["pub", "x", "{not json"])).await;
     assert_eq!(code, Some(1));
@@ -286,7 +289,7 @@ async fn completion_scripts_name_the_subcommands() {
         let output = Command::new(env!("CARGO_BIN_EXE_dstream")).args(["completions", shell]).output().await.unwrap();
         assert!(output.status.success(), "{shell}");
         let script = String::from_utf8(output.stdout).unwrap();
-        for subcommand in ["pub", "sub", "info", "rm", "files", "completions"] {
+        for subcommand in ["pub", "sub", "info", "rm", "files", "token", "completions"] {
             assert!(script.contains(subcommand), "{shell} script mentions {subcommand}");
         }
         if shell == "bash" {
@@ -391,16 +394,18 @@ async fn bench_prints_a_markdown_table() {
     let table = ok(
         &server,
         &[
-            "bench", "--messages", "200", "--window", "20", "--batches", "5", "--subscribers", "2",
-            "--fanout-messages", "50", "--backlog", "1000", "--time-limit", "30",
+            "bench", "--connects", "20", "--connect-window", "2", "--messages", "200", "--window", "20", "--batches", "5",
+            "--subscribers", "2", "--fanout-messages", "50", "--backlog", "1000", "--time-limit", "30",
         ],
     )
     .await;
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
-    assert_eq!(rows.len(), 5, "{table}");
-    assert!(rows[1].contains("| 200 |"), "all single publishes done: {table}");
-    assert!(rows[3].contains("| 100 |"), "fan-out delivered 50 to each of 2: {table}");
-    assert!(rows[4].contains("| 1000 |"), "whole backlog replayed: {table}");
+    assert_eq!(rows.len(), 6, "{table}");
+    assert!(rows[1].starts_with("| connection set-up, 2 at a time | 20 |"), "all connections made: {table}");
+    assert!(rows[1].contains("API key; connect→hello ms p50"), "{table}");
+    assert!(rows[2].contains("| 200 |"), "all single publishes done: {table}");
+    assert!(rows[4].contains("| 100 |"), "fan-out delivered 50 to each of 2: {table}");
+    assert!(rows[5].contains("| 1000 |"), "whole backlog replayed: {table}");
     assert!(table.contains("p99"));
 }
 

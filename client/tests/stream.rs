@@ -389,7 +389,7 @@ async fn server_errors_are_typed() {
 
     // The request connection holds the subject's only connection slot.
     match client.subscribe(&subject, from_first()).await {
-        Err(Error::RateLimited(message)) => assert!(message.contains("limit")),
+        Err(Error::RateLimited { message, .. }) => assert!(message.contains("limit")),
         other => panic!("expected rate limiting, got {other:?}"),
     }
     let files = client.get_file("no/such/file", &mut tokio::io::sink(), None).await;

@@ -27,17 +27,20 @@ pub enum AuthDecision {
     Wrong,
 }
 
-/// Decides on a request given the configured key and every credential it presented
-/// (Bearer token, `X-API-Key`, `apiKey` query parameter). All presented keys must match.
-pub fn authorize<'a>(configured: Option<&str>, presented: impl IntoIterator<Item = &'a str>) -> AuthDecision {
-    let Some(expected) = configured.filter(|k| !k.is_empty()) else {
+/// Decides on a request given the configured keys (`API_KEY`, and `API_KEY_PREVIOUS` during a
+/// rotation; empty ones are ignored) and every key it presented (Bearer, `X-API-Key`, `apiKey`
+/// query parameter). Every presented key must match one of the configured keys.
+pub fn authorize<'a>(configured: &[&str], presented: impl IntoIterator<Item = &'a str>) -> AuthDecision {
+    let configured: Vec<&str> = configured.iter().copied().filter(|k| !k.is_empty()).collect();
+    if configured.is_empty() {
         return AuthDecision::NotConfigured;
-    };
+    }
     let mut any = false;
     let mut all_match = true;
     for key in presented {
         any = true;
-        all_match &= keys_match(expected, key);
+        // Compared with every configured key, so the time taken does not tell which matched.
+        all_match &= configured.iter().fold(false, |matched, expected| keys_match(expected, key) | matched);
     }
     match (any, all_match) {
         (false, _) => AuthDecision::Missing,
@@ -71,16 +74,26 @@ mod tests {
 
     #[test]
     fn fails_closed_without_a_configured_key() {
-        assert_eq!(authorize(None, ["anything"]), AuthDecision::NotConfigured);
-        assert_eq!(authorize(Some(""), [""]), AuthDecision::NotConfigured);
+        assert_eq!(authorize(&[], ["anything"]), AuthDecision::NotConfigured);
+        assert_eq!(authorize(&["", ""], [""]), AuthDecision::NotConfigured);
     }
 
     #[test]
     fn every_presented_key_must_match() {
-        assert_eq!(authorize(Some("k"), []), AuthDecision::Missing);
-        assert_eq!(authorize(Some("k"), ["k"]), AuthDecision::Allowed);
-        assert_eq!(authorize(Some("k"), ["k", "k"]), AuthDecision::Allowed);
-        assert_eq!(authorize(Some("k"), ["x"]), AuthDecision::Wrong);
-        assert_eq!(authorize(Some("k"), ["k", "x"]), AuthDecision::Wrong);
+        assert_eq!(authorize(&["k"], []), AuthDecision::Missing);
+        assert_eq!(authorize(&["k"], ["k"]), AuthDecision::Allowed);
+        assert_eq!(authorize(&["k"], ["k", "k"]), AuthDecision::Allowed);
+        assert_eq!(authorize(&["k"], ["x"]), AuthDecision::Wrong);
+        assert_eq!(authorize(&["k"], ["k", "x"]), AuthDecision::Wrong);
+    }
+
+    #[test]
+    fn the_previous_key_works_during_a_rotation() {
+        let keys = ["new", "old"];
+        assert_eq!(authorize(&keys, ["new"]), AuthDecision::Allowed);
+        assert_eq!(authorize(&keys, ["old"]), AuthDecision::Allowed);
+        assert_eq!(authorize(&keys, ["older"]), AuthDecision::Wrong);
+        assert_eq!(authorize(&["new", ""], ["old"]), AuthDecision::Wrong);
+        assert_eq!(authorize(&["", "old"], ["old"]), AuthDecision::Allowed);
     }
 }

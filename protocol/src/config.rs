@@ -38,6 +38,16 @@ pub struct Config {
     pub max_connections: usize,
     /// Most arrays and objects nested in one message or state document.
     pub max_json_depth: usize,
+    /// Publish rate limits (`0` = unlimited): per WebSocket connection, and per token `sub`
+    /// (a token's `limits` claim overrides the per-token ones for it).
+    pub pub_rate_per_connection: u64,
+    pub pub_bytes_rate_per_connection: u64,
+    pub pub_rate_per_token: u64,
+    pub pub_bytes_rate_per_token: u64,
+    /// Longest lifetime of an access token, in seconds (and how long a revocation is kept).
+    pub token_max_lifetime_s: u64,
+    /// How often a subject with token-authenticated sockets checks for revocations, in ms.
+    pub revocation_check_ms: u64,
 }
 
 impl Default for Config {
@@ -58,6 +68,12 @@ impl Default for Config {
             max_state_bytes: 64 * 1024,
             max_connections: 5000,
             max_json_depth: 64,
+            pub_rate_per_connection: 0,
+            pub_bytes_rate_per_connection: 0,
+            pub_rate_per_token: 0,
+            pub_bytes_rate_per_token: 0,
+            token_max_lifetime_s: 7 * 86_400,
+            revocation_check_ms: 5_000,
         }
     }
 }
@@ -94,6 +110,12 @@ pub const VARIABLES: &[&str] = &[
     "MAX_STATE_BYTES",
     "MAX_CONNECTIONS",
     "MAX_JSON_DEPTH",
+    "PUB_RATE_PER_CONNECTION",
+    "PUB_BYTES_RATE_PER_CONNECTION",
+    "PUB_RATE_PER_TOKEN",
+    "PUB_BYTES_RATE_PER_TOKEN",
+    "TOKEN_MAX_LIFETIME_S",
+    "REVOCATION_CHECK_MS",
 ];
 
 /// The deepest `MAX_JSON_DEPTH` allowed: a message inside the deepest envelope the server
@@ -144,6 +166,12 @@ impl Config {
             max_state_bytes: read("MAX_STATE_BYTES", d.max_state_bytes as u64, 2, 32 * MIB)? as usize,
             max_connections: read("MAX_CONNECTIONS", d.max_connections as u64, 1, 32_768)? as usize,
             max_json_depth: read("MAX_JSON_DEPTH", d.max_json_depth as u64, 1, MAX_JSON_DEPTH_LIMIT)? as usize,
+            pub_rate_per_connection: read("PUB_RATE_PER_CONNECTION", 0, 0, u32::MAX as u64)?,
+            pub_bytes_rate_per_connection: read("PUB_BYTES_RATE_PER_CONNECTION", 0, 0, u64::MAX >> 11)?,
+            pub_rate_per_token: read("PUB_RATE_PER_TOKEN", 0, 0, u32::MAX as u64)?,
+            pub_bytes_rate_per_token: read("PUB_BYTES_RATE_PER_TOKEN", 0, 0, u64::MAX >> 11)?,
+            token_max_lifetime_s: read("TOKEN_MAX_LIFETIME_S", d.token_max_lifetime_s, 60, 10 * 366 * 86_400)?,
+            revocation_check_ms: read("REVOCATION_CHECK_MS", d.revocation_check_ms, 500, 60_000)?,
         };
         if config.default_window > config.max_window {
             return Err(ConfigError {

@@ -9,6 +9,10 @@ use std::fmt;
 pub enum ErrorCode {
     BadRequest,
     Unauthorized,
+    /// Valid credentials that do not grant the action (access tokens).
+    Forbidden,
+    /// The access token has expired (a socket closes with it unless refreshed in-band).
+    TokenExpired,
     NotFound,
     TooLarge,
     Conflict,
@@ -21,6 +25,8 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::TokenExpired => "token_expired",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Conflict => "conflict",
@@ -33,7 +39,8 @@ impl ErrorCode {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorCode::BadRequest => 400,
-            ErrorCode::Unauthorized => 401,
+            ErrorCode::Unauthorized | ErrorCode::TokenExpired => 401,
+            ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
             ErrorCode::Conflict => 409,
@@ -53,16 +60,18 @@ impl fmt::Display for ErrorCode {
     }
 }
 
-/// An error meant for the client: a code and a human-readable message without internals.
+/// An error meant for the client: a code and a human-readable message without internals, and
+/// for some codes a machine-readable detail (e.g. `retryAfterMs` with `rate_limited`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtocolError {
     pub code: ErrorCode,
     pub message: String,
+    pub details: Vec<(&'static str, u64)>,
 }
 
 impl ProtocolError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ProtocolError { code, message: message.into() }
+        ProtocolError { code, message: message.into(), details: Vec::new() }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::BadRequest, message)
@@ -79,25 +88,59 @@ impl ProtocolError {
     pub fn internal() -> Self {
         Self::new(ErrorCode::Internal, "internal error")
     }
-
-    /// The HTTP error body: `{"error":{"code":"…","message":"…"}}`.
-    pub fn to_http_body(&self) -> String {
-        serde_json::json!({ "error": { "code": self.code, "message": self.message } }).to_string()
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Forbidden, message)
+    }
+    /// `rate_limited` with how long to wait before trying again.
+    pub fn rate_limited(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self::new(ErrorCode::RateLimited, message).with_detail("retryAfterMs", retry_after_ms)
     }
 
-    /// Reads an HTTP error body back; `None` when it is not one (or names an unknown code).
+    pub fn with_detail(mut self, name: &'static str, value: u64) -> Self {
+        self.details.push((name, value));
+        self
+    }
+
+    pub fn detail(&self, name: &str) -> Option<u64> {
+        self.details.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// The error's fields as a JSON object: code, message and details.
+    pub fn to_json_object(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut object = serde_json::Map::new();
+        object.insert("code".into(), self.code.as_str().into());
+        object.insert("message".into(), self.message.clone().into());
+        for (name, value) in &self.details {
+            object.insert((*name).into(), (*value).into());
+        }
+        object
+    }
+
+    /// The HTTP error body: `{"error":{"code":"…","message":"…"}}` (and any details).
+    pub fn to_http_body(&self) -> String {
+        serde_json::json!({ "error": self.to_json_object() }).to_string()
+    }
+
+    /// Reads an HTTP error body back, `retryAfterMs` included; `None` when it is not one (or
+    /// names an unknown code).
     pub fn from_http_body(body: &[u8]) -> Option<ProtocolError> {
         #[derive(Deserialize)]
         struct Body {
             error: Detail,
         }
         #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
         struct Detail {
             code: String,
             message: String,
+            retry_after_ms: Option<u64>,
         }
         let Body { error } = serde_json::from_slice(body).ok()?;
-        Some(ProtocolError::new(ErrorCode::parse(&error.code)?, error.message))
+        let read = ProtocolError::new(ErrorCode::parse(&error.code)?, error.message);
+        Some(match error.retry_after_ms {
+            Some(ms) => read.with_detail("retryAfterMs", ms),
+            None => read,
+        })
     }
 }
 
@@ -118,6 +161,8 @@ mod tests {
         for code in [
             ErrorCode::BadRequest,
             ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::TokenExpired,
             ErrorCode::NotFound,
             ErrorCode::TooLarge,
             ErrorCode::Conflict,
@@ -140,9 +185,19 @@ mod tests {
     }
 
     #[test]
+    fn details_go_next_to_code_and_message() {
+        let error = ProtocolError::rate_limited("slow down", 250);
+        assert_eq!(error.detail("retryAfterMs"), Some(250));
+        let v: serde_json::Value = serde_json::from_str(&error.to_http_body()).unwrap();
+        assert_eq!(v, serde_json::json!({"error": {"code": "rate_limited", "message": "slow down", "retryAfterMs": 250}}));
+        assert_eq!((ErrorCode::Forbidden.http_status(), ErrorCode::TokenExpired.http_status()), (403, 401));
+    }
+
+    #[test]
     fn http_bodies_read_back() {
-        let error = ProtocolError::not_found("no file \"a\"");
-        assert_eq!(ProtocolError::from_http_body(error.to_http_body().as_bytes()), Some(error));
+        for error in [ProtocolError::not_found("no file \"a\""), ProtocolError::rate_limited("slow down", 250)] {
+            assert_eq!(ProtocolError::from_http_body(error.to_http_body().as_bytes()), Some(error));
+        }
         for other in [&b"not json"[..], br#"{"error":{"code":"nope","message":"m"}}"#, br#"{"error":"x"}"#] {
             assert_eq!(ProtocolError::from_http_body(other), None);
         }

@@ -80,6 +80,8 @@ pub enum ClientFrame {
     Trim { id: Option<RequestId>, upto: Seq },
     StateGet { id: Option<RequestId> },
     StatePut { id: Option<RequestId>, state: Box<RawValue>, version: Option<u64> },
+    /// Replaces the connection's access token in-band (before the old one expires).
+    Auth { id: Option<RequestId>, token: String },
 }
 
 impl ClientFrame {
@@ -92,7 +94,8 @@ impl ClientFrame {
             | ClientFrame::Info { id }
             | ClientFrame::Trim { id, .. }
             | ClientFrame::StateGet { id }
-            | ClientFrame::StatePut { id, .. } => id.as_ref(),
+            | ClientFrame::StatePut { id, .. }
+            | ClientFrame::Auth { id, .. } => id.as_ref(),
         }
     }
 }
@@ -212,6 +215,7 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
         "unsub" | "info" | "state.get" => &[],
         "trim" => &["upto"],
         "state.put" => &["state", "version"],
+        "auth" => &["token"],
         _ => return Err(ProtocolError::bad_request(format!("unknown op {op:?}"))),
     };
     if let Some(unknown) = fields
@@ -242,9 +246,21 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             state: required(fields, "state", |raw| parse_state(raw, config))?,
             version: optional(fields, "version", |raw| parse_seq(raw, "version", 0))?,
         },
+        "auth" => ClientFrame::Auth { id, token: required(fields, "token", |raw| parse_token(raw))? },
         _ => unreachable!("op was checked against the allowed list above"),
     };
     Ok(frame)
+}
+
+fn parse_token(raw: &RawValue) -> Result<String, ProtocolError> {
+    let token = parse_string(raw, "token")?;
+    if token.is_empty() || token.len() > crate::token::jwt::MAX_TOKEN_BYTES {
+        return Err(ProtocolError::bad_request(format!(
+            "`token` must be a JWT of 1 to {} bytes",
+            crate::token::jwt::MAX_TOKEN_BYTES
+        )));
+    }
+    Ok(token)
 }
 
 fn optional<T>(
@@ -357,8 +373,15 @@ fn parse_state(raw: &RawValue, config: &Config) -> Result<Box<RawValue>, Protoco
 // Server → client
 
 /// `{"op":"hello",…}`: sent once when a connection opens.
-pub fn encode_hello(subject: &str, last: Seq, epoch: &str) -> String {
-    serde_json::json!({ "op": "hello", "subject": subject, "last": last, "epoch": epoch }).to_string()
+/// `{"op":"hello",…}`; a connection opened with an access token also learns the token's `sub`
+/// and expiry (seconds), so that it knows when to refresh.
+pub fn encode_hello(subject: &str, last: Seq, epoch: &str, token: Option<&crate::token::TokenInfo>) -> String {
+    let mut hello = serde_json::json!({ "op": "hello", "subject": subject, "last": last, "epoch": epoch });
+    if let Some(token) = token {
+        hello["sub"] = token.sub.clone().into();
+        hello["exp"] = token.exp.into();
+    }
+    hello.to_string()
 }
 
 /// `{"op":"ok","id":…, …fields}`: the reply to a request. `fields` must be a JSON object.
@@ -374,7 +397,11 @@ pub fn encode_ok(id: Option<&RequestId>, fields: serde_json::Value) -> String {
 
 /// `{"op":"err","id":…,"code":…,"message":…}`.
 pub fn encode_error(id: Option<&RequestId>, error: &ProtocolError) -> String {
-    serde_json::json!({ "op": "err", "id": id, "code": error.code, "message": error.message }).to_string()
+    let mut frame = serde_json::Map::new();
+    frame.insert("op".into(), "err".into());
+    frame.insert("id".into(), serde_json::to_value(id).unwrap_or_default());
+    frame.extend(error.to_json_object());
+    serde_json::Value::Object(frame).to_string()
 }
 
 /// One stored message as it is sent to subscribers.
@@ -529,6 +556,18 @@ mod tests {
         assert!(err(r#"{"op":"pub","data":1,"msgId":""}"#).error.message.contains("msgId"));
         let big_batch = format!(r#"{{"op":"pub","batch":[{}]}}"#, vec!["1"; 1001].join(","));
         assert_eq!(err(&big_batch).error.code, ErrorCode::TooLarge);
+    }
+
+    #[test]
+    fn auth_carries_a_token() {
+        let ClientFrame::Auth { id, token } = parse(r#"{"op":"auth","id":9,"token":"eyJ.a.b"}"#).unwrap() else {
+            panic!("not auth")
+        };
+        assert_eq!((id, token.as_str()), (Some(RequestId::from(9)), "eyJ.a.b"));
+        assert_eq!(err(r#"{"op":"auth","id":1}"#).error.message, "missing field `token`");
+        assert!(err(r#"{"op":"auth","token":""}"#).error.message.contains("1 to 8192"));
+        assert!(err(r#"{"op":"auth","token":5}"#).error.message.contains("must be a string"));
+        assert!(err(r#"{"op":"auth","token":"t","ttl":5}"#).error.message.contains("unknown field `ttl`"));
     }
 
     #[test]
@@ -701,8 +740,11 @@ mod tests {
 
     #[test]
     fn server_frames_decode_as_encoded() {
-        let hello = ServerFrame::parse(&encode_hello("orders", 12, "e1")).unwrap();
+        let hello = ServerFrame::parse(&encode_hello("orders", 12, "e1", None)).unwrap();
         assert_eq!(hello, ServerFrame::Hello { subject: "orders".into(), last: 12, epoch: "e1".into() });
+        let token = crate::token::TokenInfo { sub: "web".into(), jti: Some("j".into()), iat: None, exp: 99, limits: Default::default() };
+        let with_token: serde_json::Value = serde_json::from_str(&encode_hello("orders", 12, "e1", Some(&token))).unwrap();
+        assert_eq!((with_token["sub"].as_str(), with_token["exp"].as_u64(), with_token.get("jti")), (Some("web"), Some(99), None));
 
         let ok = encode_ok(Some(&RequestId::from("r")), json!({ "seq": 5, "duplicate": true }));
         let ServerFrame::Ok { id, fields } = ServerFrame::parse(&ok).unwrap() else { panic!() };

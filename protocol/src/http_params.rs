@@ -33,8 +33,8 @@ fn unknown(name: &str) -> ProtocolError {
 }
 
 /// Query parameters the router consumed itself (authentication) and every route ignores.
-fn is_shared(name: &str) -> bool {
-    name == "apiKey"
+pub fn is_shared(name: &str) -> bool {
+    matches!(name, "apiKey" | "token")
 }
 
 /// The refusal of a parameter given twice (`?from=1&from=2`): it has no one meaning, and a
@@ -162,6 +162,7 @@ mod tests {
         assert!(parse_publish_params([("batch", "1"), ("batch", "0")]).unwrap_err().message.contains("`batch` is given more than once"));
         // The key may be repeated (authentication checks that the copies agree).
         assert_eq!(parse_upto([("apiKey", "k"), ("upto", "3"), ("apiKey", "k")]).unwrap(), 3);
+        assert_eq!(parse_upto([("token", "t"), ("upto", "4")]).unwrap(), 4);
     }
 
     #[test]

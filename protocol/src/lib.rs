@@ -12,12 +12,14 @@ pub mod error;
 pub mod files;
 pub mod frame;
 pub mod http_params;
+pub mod rate;
 pub mod retention;
 pub mod sequence;
 pub mod state;
 pub mod strict_json;
 pub mod subject;
 pub mod subscription;
+pub mod token;
 pub mod wakeup;
 
 pub use config::Config;

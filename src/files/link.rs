@@ -9,7 +9,7 @@
 //! neither made nor honoured (fail closed).
 
 use crate::hex;
-use durable_stream_protocol::{strict_json, ErrorCode, ProtocolError};
+use durable_stream_protocol::{strict_json, ProtocolError};
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -37,7 +37,7 @@ pub enum LinkMethod {
 }
 
 impl LinkMethod {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             LinkMethod::Get => "GET",
             LinkMethod::Put => "PUT",
@@ -92,7 +92,7 @@ impl SigningKeys {
     /// what to configure.
     pub fn new(current: Option<String>, previous: Option<String>) -> Result<SigningKeys, ProtocolError> {
         let Some(current) = current.filter(|key| !key.is_empty()) else {
-            return Err(refused(format!(
+            return Err(ProtocolError::forbidden(format!(
                 "signed links are off: the server has no {SIGNING_KEY_SECRET} secret \
                  (`wrangler secret put {SIGNING_KEY_SECRET}`; locally in .dev.vars)"
             )));
@@ -100,7 +100,7 @@ impl SigningKeys {
         let previous = previous.filter(|key| !key.is_empty());
         for (name, key) in [(SIGNING_KEY_SECRET, Some(&current)), (PREVIOUS_SIGNING_KEY_SECRET, previous.as_ref())] {
             if key.is_some_and(|key| key.len() < MIN_SIGNING_KEY_BYTES) {
-                return Err(refused(format!(
+                return Err(ProtocolError::forbidden(format!(
                     "signed links are off: {name} is shorter than {MIN_SIGNING_KEY_BYTES} bytes; \
                      set a random one (e.g. `openssl rand -hex 32`)"
                 )));
@@ -108,11 +108,6 @@ impl SigningKeys {
         }
         Ok(SigningKeys { current: current.into_bytes(), previous: previous.map(String::into_bytes) })
     }
-}
-
-/// A refused link: 403 with code `unauthorized`.
-fn refused(message: impl Into<String>) -> ProtocolError {
-    ProtocolError::new(ErrorCode::Unauthorized, message)
 }
 
 impl Grant {
@@ -142,8 +137,15 @@ impl Grant {
 }
 
 /// The grant a link request asks for, checked: a `ttl` of 1 s to a week, upload limits only on
-/// PUT links, `max_bytes` within the file limit.
-pub fn plan(key: &str, body: &[u8], now_seconds: u64, max_file_bytes: u64) -> Result<Grant, ProtocolError> {
+/// PUT links, `max_bytes` within the file limit; it expires at `not_after` at the latest (the
+/// end of the access token that asks for it).
+pub fn plan(
+    key: &str,
+    body: &[u8],
+    now_seconds: u64,
+    max_file_bytes: u64,
+    not_after: Option<u64>,
+) -> Result<Grant, ProtocolError> {
     const EXAMPLE: &str = r#"{"ttl":3600,"method":"GET"}"#;
     let text = std::str::from_utf8(body).map_err(|_| ProtocolError::bad_request(format!("body must be UTF-8 JSON, e.g. {EXAMPLE}")))?;
     strict_json::validate(text, 1).map_err(|e| ProtocolError::bad_request(format!("body: {e}; expected e.g. {EXAMPLE}")))?;
@@ -172,7 +174,7 @@ pub fn plan(key: &str, body: &[u8], now_seconds: u64, max_file_bytes: u64) -> Re
     Ok(Grant {
         method,
         key: key.to_owned(),
-        expires: now_seconds + request.ttl,
+        expires: not_after.map_or(now_seconds + request.ttl, |end| end.min(now_seconds + request.ttl)),
         content_type: request.content_type,
         max_bytes: request.max_bytes,
     })
@@ -189,7 +191,7 @@ fn check_content_type(content_type: &str) -> Result<(), String> {
 }
 
 /// Checks a signed-link request for `key`: its query (`pairs`), its method and the time.
-/// Every refusal is 403 `unauthorized`, saying why.
+/// Every refusal is 403 `forbidden`, saying why.
 pub fn verify<K, V>(
     pairs: impl IntoIterator<Item = (K, V)>,
     key: &str,
@@ -202,7 +204,7 @@ where
     V: AsRef<str>,
 {
     let [method, expires, content_type, max_bytes, signature] = link_params(pairs)?;
-    let malformed = |what: &str| refused(format!("the link is malformed ({what}); ask for a new one"));
+    let malformed = |what: &str| ProtocolError::forbidden(format!("the link is malformed ({what}); ask for a new one"));
     let method = match method.as_deref() {
         Some("GET") => LinkMethod::Get,
         Some("PUT") => LinkMethod::Put,
@@ -221,20 +223,20 @@ where
     let grant = Grant { method, key: key.to_owned(), expires, content_type, max_bytes };
     let signed_by = |secret: &[u8]| grant.mac(secret).verify_slice(&signature).is_ok();
     if !signed_by(&keys.current) && !keys.previous.as_deref().is_some_and(signed_by) {
-        return Err(refused(
+        return Err(ProtocolError::forbidden(
             "the link's signature does not match: the link was altered, is for another file, \
              or its signing key was retired; ask for a new one",
         ));
     }
     if now_seconds >= grant.expires {
-        return Err(refused(format!("the link expired (at Unix time {}); ask for a new one", grant.expires)));
+        return Err(ProtocolError::forbidden(format!("the link expired (at Unix time {}); ask for a new one", grant.expires)));
     }
     if !grant.method.allows(request_method) {
         let allowed = match grant.method {
             LinkMethod::Get => "GET and HEAD",
             LinkMethod::Put => "PUT",
         };
-        return Err(refused(format!("this link allows {allowed}, not {request_method}")));
+        return Err(ProtocolError::forbidden(format!("this link allows {allowed}, not {request_method}")));
     }
     Ok(grant)
 }
@@ -250,7 +252,7 @@ where
     for (name, value) in pairs {
         let Some(slot) = NAMES.iter().position(|n| *n == name.as_ref()) else { continue };
         if values[slot].replace(value.as_ref().to_owned()).is_some() {
-            return Err(refused(format!("the link is malformed (`{}` is given twice); ask for a new one", NAMES[slot])));
+            return Err(ProtocolError::forbidden(format!("the link is malformed (`{}` is given twice); ask for a new one", NAMES[slot])));
         }
     }
     Ok(values)
@@ -271,7 +273,7 @@ mod tests {
     }
 
     fn link(body: &str, keys: &SigningKeys) -> Vec<(&'static str, String)> {
-        plan("dir/file.bin", body.as_bytes(), NOW, 1 << 40).unwrap().query(keys)
+        plan("dir/file.bin", body.as_bytes(), NOW, 1 << 40, None).unwrap().query(keys)
     }
 
     fn check(query: &[(&str, String)], key: &str, method: &str, now: u64, keys: &SigningKeys) -> Result<Grant, ProtocolError> {
@@ -280,7 +282,7 @@ mod tests {
 
     fn refusal(result: Result<Grant, ProtocolError>) -> String {
         let error = result.unwrap_err();
-        assert_eq!(error.code, ErrorCode::Unauthorized);
+        assert_eq!(error.code, durable_stream_protocol::ErrorCode::Forbidden);
         error.message
     }
 
@@ -344,8 +346,11 @@ mod tests {
 
     #[test]
     fn link_requests_are_checked() {
-        let plan = |body: &str| plan("k", body.as_bytes(), NOW, 1000);
+        let plan = |body: &str| plan("k", body.as_bytes(), NOW, 1000, None);
         assert_eq!(plan(r#"{"ttl":604800}"#).unwrap().expires, NOW + MAX_TTL_SECONDS);
+        let token_link = |ttl: u64| super::plan("k", format!(r#"{{"ttl":{ttl}}}"#).as_bytes(), NOW, 1000, Some(NOW + 60));
+        assert_eq!(token_link(30).unwrap().expires, NOW + 30);
+        assert_eq!(token_link(3600).unwrap().expires, NOW + 60, "a token's link ends with the token");
         for (body, says) in [
             (r#"{"ttl":0}"#, "`ttl`"),
             (r#"{"ttl":604801}"#, "`ttl`"),

@@ -17,11 +17,14 @@ mod r2;
 mod range;
 mod streamed;
 
+use crate::access;
+use crate::auth::Principal;
 use crate::http::{self, Failure};
-use crate::subject::body::read_limited;
+use crate::body::read_limited;
 use conditional::Precondition;
 use durable_stream_protocol::files::FileLimits;
-use durable_stream_protocol::{ErrorCode, ProtocolError};
+use durable_stream_protocol::token::Actions;
+use durable_stream_protocol::ProtocolError;
 pub use index::FileUploads;
 use link::SigningKeys;
 use query::Subresource;
@@ -40,16 +43,28 @@ const READ_ATTEMPTS: usize = 3;
 
 /// Serves the methods the Worker's route table (`routes.rs`) lets through: GET on the listing;
 /// GET, HEAD, PUT, POST and DELETE on a file and its subresources (`?uploads`, `?uploadId=…`,
-/// `?link`). The caller has checked the API key.
-pub async fn handle(mut req: Request, env: &Env, ctx: &Context) -> Result<Response, Failure> {
+/// `?link`) — what the caller's credentials allow.
+pub async fn handle(mut req: Request, env: &Env, ctx: &Context, principal: &Principal) -> Result<Response, Failure> {
     let path = req.path();
     let bucket = env.bucket(BUCKET_BINDING)?;
     let Some(encoded_key) = path.strip_prefix("/v1/files/") else {
-        return list(&req, env, &bucket).await;
+        let query = query::parse_list_query(req.url()?.query_pairs())?;
+        principal.require_file_listing(query.prefix.as_deref().unwrap_or_default())?;
+        if query.uploads {
+            return parts::list_uploads(env, query.prefix.as_deref(), query.cursor.as_deref(), query.limit).await;
+        }
+        return list(query, &bucket).await;
     };
     let key = key::parse_key(encoded_key)?;
     let limits = file_limits(env)?;
     let subresource = query::parse_subresource(req.url()?.query_pairs())?;
+    match &subresource {
+        Subresource::None => principal.require_file(access::file_request(&req.inner().method()), &key)?,
+        // An upload in parts writes the file, even to list its parts; a link needs what it
+        // grants, which its request body says.
+        Subresource::Uploads { .. } | Subresource::Upload { .. } => principal.require_file(Actions::FILES_WRITE, &key)?,
+        Subresource::Link => {}
+    }
     match (req.method(), subresource) {
         (Method::Put | Method::Post, Subresource::None) => write(req, env, ctx, &bucket, &key, &limits, limits.max_file_bytes).await,
         (Method::Delete, Subresource::None) => delete(&bucket, &key).await,
@@ -66,7 +81,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context) -> Result<Respon
             parts::complete(&mut req, env, &bucket, &key, &upload_id, &limits).await
         }
         (Method::Delete, Subresource::Upload { upload_id, part_number: None }) => parts::abort(env, &bucket, &key, &upload_id).await,
-        (Method::Post, Subresource::Link) => create_link(&mut req, env, &key, &limits).await,
+        (Method::Post, Subresource::Link) => create_link(&mut req, env, &key, &limits, principal).await,
         (_, other) => {
             let (name, operations) = other.operations();
             Err(ProtocolError::bad_request(format!("{} is not an operation on {name}; it takes {operations}", req.inner().method())).into())
@@ -87,11 +102,7 @@ pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Res
     let key = key::parse_key(encoded_key)?;
     let method = req.inner().method();
     let url = req.url()?;
-    let verified = signing_keys(env).and_then(|keys| link::verify(url.query_pairs(), &key, &method, now_seconds(), &keys));
-    let grant = match verified {
-        Ok(grant) => grant,
-        Err(refusal) => return forbidden(&refusal),
-    };
+    let grant = signing_keys(env).and_then(|keys| link::verify(url.query_pairs(), &key, &method, now_seconds(), &keys))?;
     let bucket = env.bucket(BUCKET_BINDING)?;
     if method != "PUT" {
         return read(&req, &bucket, &key, method == "GET").await;
@@ -99,7 +110,7 @@ pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Res
     if let Some(allowed) = &grant.content_type {
         if req.headers().get("content-type")?.as_deref() != Some(allowed.as_str()) {
             let message = format!("this link uploads only Content-Type {allowed:?}; send that header");
-            return forbidden(&ProtocolError::new(ErrorCode::Unauthorized, message));
+            return Err(ProtocolError::forbidden(message).into());
         }
     }
     let limits = file_limits(env)?;
@@ -107,14 +118,23 @@ pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Res
     write(req, env, ctx, &bucket, &key, &limits, max_bytes).await
 }
 
-/// `POST /v1/files/{key}?link` with `{"ttl":seconds,"method":"GET"|"PUT",…}`.
-async fn create_link(req: &mut Request, env: &Env, key: &str, limits: &FileLimits) -> Result<Response, Failure> {
-    let keys = match signing_keys(env) {
-        Ok(keys) => keys,
-        Err(refusal) => return forbidden(&refusal),
-    };
+/// `POST /v1/files/{key}?link` with `{"ttl":seconds,"method":"GET"|"PUT",…}`. A link made with
+/// an access token allows only what the token does on the file, and ends with the token.
+async fn create_link(
+    req: &mut Request,
+    env: &Env,
+    key: &str,
+    limits: &FileLimits,
+    principal: &Principal,
+) -> Result<Response, Failure> {
+    let keys = signing_keys(env)?;
     let body = read_limited(req, link::MAX_LINK_REQUEST_BYTES).await?;
-    let grant = link::plan(key, &body, now_seconds(), limits.max_file_bytes)?;
+    let token_expiry = match principal {
+        Principal::Token(claims) => Some(claims.exp),
+        Principal::Master => None,
+    };
+    let grant = link::plan(key, &body, now_seconds(), limits.max_file_bytes, token_expiry)?;
+    principal.require_file(access::file_request(grant.method.as_str()), key)?;
     let mut url = req.url()?;
     url.set_fragment(None);
     url.query_pairs_mut().clear().extend_pairs(grant.query(&keys));
@@ -125,11 +145,6 @@ async fn create_link(req: &mut Request, env: &Env, key: &str, limits: &FileLimit
 fn signing_keys(env: &Env) -> Result<SigningKeys, ProtocolError> {
     let secret = |name| env.secret(name).ok().map(|value| value.to_string());
     SigningKeys::new(secret(link::SIGNING_KEY_SECRET), secret(link::PREVIOUS_SIGNING_KEY_SECRET))
-}
-
-/// A refused link or link request: 403 (code `unauthorized`), not the 401 of a missing API key.
-fn forbidden(refusal: &ProtocolError) -> Result<Response, Failure> {
-    error_with_status(403, refusal)
 }
 
 fn now_seconds() -> u64 {
@@ -250,12 +265,8 @@ async fn delete(bucket: &Bucket, key: &str) -> Result<Response, Failure> {
     Ok(Response::empty()?.with_status(204))
 }
 
-/// `GET /v1/files?prefix=&delimiter=&cursor=&limit=`, or with `uploads` the unfinished uploads.
-async fn list(req: &Request, env: &Env, bucket: &Bucket) -> Result<Response, Failure> {
-    let query = query::parse_list_query(req.url()?.query_pairs())?;
-    if query.uploads {
-        return parts::list_uploads(env, query.prefix.as_deref(), query.cursor.as_deref(), query.limit).await;
-    }
+/// `GET /v1/files?prefix=&delimiter=&cursor=&limit=`
+async fn list(query: query::ListQuery, bucket: &Bucket) -> Result<Response, Failure> {
     let mut listing = bucket.list().limit(query.limit).include(vec![Include::HttpMetadata]);
     if let Some(prefix) = query.prefix {
         listing = listing.prefix(prefix);
@@ -374,7 +385,7 @@ fn not_found(key: &str) -> Failure {
     ProtocolError::not_found(format!("no file {key:?}")).into()
 }
 
-/// A JSON error body with a status outside the error codes' own (403, 411, 412, 416).
+/// A JSON error body with a status outside the error codes' own (411, 412, 416).
 fn error_with_status(status: u16, error: &ProtocolError) -> Result<Response, Failure> {
     Ok(http::json_text_response(status, error.to_http_body())?)
 }

@@ -6,7 +6,7 @@
 use super::index::UploadIndex;
 use super::{content_length, error_with_status, http_metadata, json_answer, r2, stored};
 use crate::http::Failure;
-use crate::subject::body::read_limited;
+use crate::body::read_limited;
 use durable_stream_protocol::files::{check_completion, check_part, Completion, CreatedUpload, FileLimits, UploadedPart};
 use durable_stream_protocol::{strict_json, ProtocolError};
 use worker::{Bucket, Env, Request, Response};

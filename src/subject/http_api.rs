@@ -2,8 +2,8 @@
 //! hold a connection open (cron jobs, webhooks, backends).
 
 use super::ops::{info, publish, state, trim};
-use super::body::read_limited;
-use super::{ds, now_ms, Subject};
+use crate::body::read_limited;
+use super::{ds, grant_of, now_ms, Subject};
 use crate::http::{error_response, json_response, json_text_response, Failure};
 use durable_stream_protocol::frame::{encode_page, validate_batch_len, OutgoingMessage};
 use durable_stream_protocol::http_params::{
@@ -42,8 +42,13 @@ impl Subject {
             }
             (Method::Get, ["state"]) => self.get_state(),
             (Method::Put, ["state"]) => self.put_state(&mut req).await,
-            #[cfg(feature = "test-panic")]
+            #[cfg(feature = "test-hooks")]
             (Method::Get, ["test-panic"]) => panic!("panic requested by a test in a subject's object"),
+            #[cfg(feature = "test-hooks")]
+            (Method::Get, ["test-evict"]) => {
+                self.forget_memory();
+                Ok(json_response(200, &json!({ "evicted": true }))?)
+            }
             // Other methods never get here: the Worker's route table (`routes.rs`) refuses them.
             _ => Err(ProtocolError::not_found(format!("no route for {}", req.path())).into()),
         }
@@ -73,8 +78,10 @@ impl Subject {
             strict_json::check(message.get(), &config, "body")?;
             vec![message.get()]
         };
+        let token = grant_of(req)?.token;
         let (published, wakeup) = self.with_core(None, |core| -> Result<_, Failure> {
             let now = now_ms();
+            core.admit_publish(None, token.as_ref(), texts.len(), texts.iter().map(|t| t.len()).sum(), now)?;
             let published = publish::store(core, &texts, msg_id.as_deref(), now)?;
             if !published.duplicate {
                 publish::fan_out(core, &published, &texts, now)?;

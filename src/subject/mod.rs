@@ -1,7 +1,7 @@
 //! The per-subject Durable Object: a thin shell that feeds storage and sockets to the
 //! decisions in the `protocol` crate.
 
-pub(crate) mod body;
+mod access;
 mod delivery;
 pub(crate) mod ds;
 mod http_api;
@@ -11,14 +11,19 @@ mod store;
 
 use crate::http::{self, Failure};
 use crate::panic_guard::abort_on_panic;
+use crate::{auth, GRANT_HEADER};
 use crate::random::random_hex;
 use delivery::pump;
 use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
 use durable_stream_protocol::subscription::Redelivery;
 use durable_stream_protocol::wakeup::rearm_time;
+use durable_stream_protocol::rate::Limiter;
+use durable_stream_protocol::token::{Grant, RevocationList};
 use durable_stream_protocol::{dedup, retention, ClientFrame, Config, ErrorCode, ProtocolError};
 use sessions::Sessions;
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use store::{Meta, Store};
 use worker::{
     console_error, durable_object, Date, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
@@ -46,6 +51,12 @@ pub(crate) struct Core {
     pub waiters: Vec<futures_channel::oneshot::Sender<()>>,
     /// The Durable Streams protocol's state (`/ds`).
     pub ds: ds::DsCore,
+    /// The revocations last read, and when (re-read every `REVOCATION_CHECK_MS` while a
+    /// socket holds a token).
+    pub revocations: Rc<RevocationList>,
+    pub revocations_checked_at: u64,
+    /// Publish rate limits per token `sub`.
+    pub token_limiters: HashMap<String, Limiter>,
 }
 
 fn now_ms() -> u64 {
@@ -86,11 +97,13 @@ impl Core {
         }
         candidates.push(self.store.oldest_dedup_ts()?.map(|ts| dedup::forget_at(ts, self.config.dedup_window_ms)));
         candidates.push(ds::expiry_deadline(self)?);
+        candidates.push(self.token_wakeup());
         Ok(candidates.into_iter().flatten().min())
     }
 
     /// Redelivers or skips what has waited too long for an ack, and applies age retention.
     fn on_alarm(&mut self, now: u64) -> Result<()> {
+        self.enforce_tokens(now);
         ops::publish::enforce_retention(self, now)?;
         self.store.dedup_prune(dedup::expiry_cutoff(now, self.config.dedup_window_ms))?;
         let bounds = self.meta.bounds();
@@ -124,9 +137,27 @@ impl Subject {
             let config = Config::from_lookup(lookup).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let (store, meta) = Store::open(self.state.storage().sql(), subject.unwrap_or_default(), || random_hex(8))?;
             let ds = ds::DsCore::load(self.state.storage().sql(), lookup)?;
-            *slot = Some(Core { config, store, meta, sessions: Sessions::load(&self.state), waiters: Vec::new(), ds });
+            *slot = Some(Core {
+                config,
+                store,
+                meta,
+                sessions: Sessions::load(&self.state),
+                waiters: Vec::new(),
+                ds,
+                revocations: Rc::default(),
+                revocations_checked_at: 0,
+                token_limiters: HashMap::new(),
+            });
         }
         Ok(f(slot.as_mut().expect("core was just loaded")))
+    }
+
+    /// Drops everything held in memory, as hibernation does: the next event reloads the
+    /// subject from storage and its sockets from their attachments (test builds only).
+    #[cfg(feature = "test-hooks")]
+    fn forget_memory(&self) {
+        *self.core.borrow_mut() = None;
+        *self.alarm_at.borrow_mut() = None;
     }
 
     /// When the next alarm must fire after an event. Recomputed from scratch every time: a
@@ -157,7 +188,7 @@ impl Subject {
         Ok(())
     }
 
-    fn accept_websocket(&self, subject: &str) -> std::result::Result<Response, Failure> {
+    fn accept_websocket(&self, subject: &str, grant: Grant) -> std::result::Result<(Response, Option<u64>), Failure> {
         let hello = self.with_core(Some(subject), |core| {
             if core.sessions.len() >= core.config.max_connections {
                 return Err(ProtocolError::new(
@@ -165,14 +196,44 @@ impl Subject {
                     format!("subject has reached its limit of {} connections", core.config.max_connections),
                 ));
             }
-            Ok(encode_hello(&core.meta.subject, core.meta.last_seq, &core.meta.epoch))
+            if let Some(token) = grant.token.as_ref() {
+                let limit = token.limits.connections.map_or(usize::MAX, |n| n as usize);
+                if core.sessions.token_connections(&token.sub) >= limit {
+                    return Err(ProtocolError::new(
+                        ErrorCode::RateLimited,
+                        format!("the token of {:?} may hold {limit} connections to this subject; close one first", token.sub),
+                    ));
+                }
+            }
+            Ok(encode_hello(&core.meta.subject, core.meta.last_seq, &core.meta.epoch, grant.token.as_ref()))
         })??;
         let pair = WebSocketPair::new()?;
         let conn = random_hex(12);
         self.state.accept_websocket_with_tags(&pair.server, &[&conn]);
-        self.with_core(None, |core| core.sessions.insert(conn, pair.server.clone()))?;
+        let wakeup = self.with_core(None, |core| {
+            core.sessions.insert(conn, pair.server.clone(), grant);
+            core.next_wakeup()
+        })??;
         pair.server.send_with_str(hello)?;
-        Ok(Response::from_websocket(pair.client)?)
+        Ok((Response::from_websocket(pair.client)?, wakeup))
+    }
+
+    /// Re-reads the revocation list when a socket holds a token (the revoked ones are closed
+    /// by `Core::enforce_tokens`). Read at most half a check interval old, so a revocation
+    /// reaches the sockets within about one and a half intervals.
+    async fn check_revocations(&self) -> Result<()> {
+        let Some(interval) = self.with_core(None, |core| core.sessions.any_token().then_some(core.config.revocation_check_ms))? else {
+            return Ok(());
+        };
+        let list = auth::revocation_list(&self.env, interval / 2).await;
+        self.with_core(None, |core| {
+            // Checked or not, the next check waits an interval (no tight retry loop).
+            core.revocations_checked_at = now_ms();
+            match list {
+                Ok(list) => core.revocations = list,
+                Err(failure) => console_error!("could not read the revocation list: {failure:?}"),
+            }
+        })
     }
 
     async fn handle_fetch(&self, req: Request) -> std::result::Result<Response, Failure> {
@@ -185,7 +246,10 @@ impl Subject {
         let rest: Vec<&str> = segments.collect();
         let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
         if rest.is_empty() && upgrade.eq_ignore_ascii_case("websocket") {
-            return self.accept_websocket(&subject);
+            let (response, wakeup) = self.accept_websocket(&subject, grant_of(&req)?)?;
+            // A token's expiry (and revocation checks) need the alarm.
+            self.schedule(wakeup).await?;
+            return Ok(response);
         }
         // Loads the subject (creating it under its name) before any HTTP operation, and refuses
         // what a Durable Streams configuration forbids (see `ds::admit`).
@@ -195,6 +259,15 @@ impl Subject {
         self.with_core(Some(&subject), |core| if wipe { Ok(()) } else { ds::admit(core, publish, now_ms()) })??;
         self.handle_http(req, &rest).await
     }
+}
+
+/// The caller's grant, which the Worker puts on every request it forwards.
+pub(crate) fn grant_of(req: &Request) -> std::result::Result<Grant, Failure> {
+    let header = req
+        .headers()
+        .get(GRANT_HEADER)?
+        .ok_or_else(|| worker::Error::RustError("a request reached the subject without a grant".into()))?;
+    serde_json::from_str(&header).map_err(|e| worker::Error::RustError(format!("unreadable grant: {e}")).into())
 }
 
 impl DurableObject for Subject {
@@ -217,9 +290,15 @@ impl DurableObject for Subject {
                     .map_err(|e| (e.id, Failure::Client(e.error)))
                     .and_then(|frame| {
                         let id = frame.id().cloned();
+                        match core.check_frame(&conn, crate::access::frame(&frame), now) {
+                            Ok(()) => {}
+                            // The socket was closed (its token expired): nothing to answer.
+                            Err(None) => return Ok(()),
+                            Err(Some(refusal)) => return Err((id, Failure::Client(refusal))),
+                        }
                         let publish = matches!(frame, ClientFrame::Publish { .. });
                         ds::admit(core, publish, now)
-                            .and_then(|()| ops::run(core, &conn, frame, now))
+                            .and_then(|()| ops::run(core, &self.env, &conn, frame, now))
                             .map_err(|e| (id, e))
                     }),
                 WebSocketIncomingMessage::Binary(_) => Err((
@@ -265,6 +344,7 @@ impl DurableObject for Subject {
     async fn alarm(&self) -> Result<Response> {
         let running = self.alarm_at.replace(Some(None)).flatten();
         self.ds_expire(now_ms()).await?;
+        self.check_revocations().await?;
         let wakeup = self.with_core(None, |core| {
             let now = now_ms();
             core.on_alarm(now)?;

@@ -1,9 +1,13 @@
-//! Connected sockets and their subscriptions. The subscription state is written to the socket's
-//! attachment when it changes in more than how far delivery got (see
-//! [`Subscription::needs_saving`]), so it survives the object hibernating; this map is the
-//! in-memory index, rebuilt from the attachments when the object wakes up.
+//! Connected sockets, their grants and their subscriptions. The grant and the subscription
+//! state are written to the socket's attachment when they change (the subscription only when
+//! it changes in more than how far delivery got, see [`Subscription::needs_saving`]), so they
+//! survive the object hibernating; this map is the in-memory index, rebuilt from the
+//! attachments when the object wakes up.
 
+use durable_stream_protocol::rate::Limiter;
+use durable_stream_protocol::token::Grant;
 use durable_stream_protocol::Subscription;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use wasm_bindgen::{JsCast, JsValue};
 use worker::{console_error, State, WebSocket};
@@ -19,17 +23,52 @@ extern "C" {
 pub struct Session {
     pub ws: WebSocket,
     pub sub: Option<Subscription>,
-    /// What the attachment holds (None: nothing written yet).
+    /// What the connection's credentials allow on this subject.
+    pub grant: Grant,
+    /// The connection's publish rate limit (`PUB_RATE_PER_CONNECTION`), made on its first
+    /// publish; not saved (after hibernation a connection starts with a full bucket).
+    pub limiter: Option<Limiter>,
+    /// The subscription the attachment holds (None: the attachment is not up to date).
     saved: Option<Option<Subscription>>,
 }
 
+/// A socket's attachment.
+#[derive(Serialize)]
+struct Attachment<'a> {
+    subscription: &'a Option<Subscription>,
+    grant: &'a Grant,
+}
+
+#[derive(Deserialize)]
+struct SavedAttachment {
+    subscription: Option<Subscription>,
+    grant: Grant,
+}
+
+/// Reads an attachment; one written before grants existed holds only the subscription, and
+/// its socket was opened with the API key.
+fn read_attachment(text: &str) -> Option<SavedAttachment> {
+    serde_json::from_str(text).ok().or_else(|| {
+        let subscription = serde_json::from_str::<Option<Subscription>>(text).ok()?;
+        Some(SavedAttachment { subscription, grant: Grant::master() })
+    })
+}
+
 impl Session {
-    fn new(ws: WebSocket, sub: Option<Subscription>, saved: Option<Option<Subscription>>) -> Self {
-        Session { ws, sub, saved }
+    fn new(ws: WebSocket, sub: Option<Subscription>, grant: Grant, saved: Option<Option<Subscription>>) -> Self {
+        Session { ws, sub, grant, limiter: None, saved }
     }
 
-    /// Persists the subscription into the socket's attachment, unless the attachment already
-    /// holds it up to how far delivery got (`sent`, which is not worth a write per delivery).
+    /// Replaces the grant (an in-band token refresh) and saves it.
+    pub fn set_grant(&mut self, grant: Grant) {
+        self.grant = grant;
+        self.saved = None;
+        self.save();
+    }
+
+    /// Persists the grant and subscription into the socket's attachment, unless the
+    /// attachment already holds them up to how far delivery got (`sent`, which is not worth a
+    /// write per delivery).
     pub fn save(&mut self) {
         let unchanged = match (&self.saved, &self.sub) {
             (Some(None), None) => true,
@@ -39,7 +78,8 @@ impl Session {
         if unchanged {
             return;
         }
-        let encoded = serde_json::to_string(&self.sub).unwrap_or_else(|_| "null".into());
+        let attachment = Attachment { subscription: &self.sub, grant: &self.grant };
+        let Ok(encoded) = serde_json::to_string(&attachment) else { return };
         match self.ws.serialize_attachment(encoded) {
             Ok(()) => self.saved = Some(self.sub.clone()),
             Err(e) => console_error!("could not save subscription state: {e}"),
@@ -72,14 +112,13 @@ impl Sessions {
         let mut sessions = Sessions::default();
         for ws in state.get_websockets() {
             let Some(conn) = state.get_tags(&ws).into_iter().next() else { continue };
-            let sub = ws
-                .deserialize_attachment::<String>()
-                .ok()
-                .flatten()
-                .and_then(|text| serde_json::from_str::<Option<Subscription>>(&text).ok());
-            let session = match sub {
-                Some(saved) => Session::new(ws, saved.clone().map(Subscription::restored), Some(saved)),
-                None => Session::new(ws, None, None),
+            let attachment = ws.deserialize_attachment::<String>().ok().flatten().and_then(|text| read_attachment(&text));
+            let session = match attachment {
+                Some(SavedAttachment { subscription, grant }) => {
+                    Session::new(ws, subscription.clone().map(Subscription::restored), grant, Some(subscription))
+                }
+                // Unreadable: the socket keeps no rights, so its next frame is refused.
+                None => Session::new(ws, None, Grant { actions: Default::default(), token: None }, None),
             };
             sessions.by_conn.insert(conn, session);
         }
@@ -90,8 +129,8 @@ impl Sessions {
         state.get_tags(ws).into_iter().next()
     }
 
-    pub fn insert(&mut self, conn: String, ws: WebSocket) {
-        let mut session = Session::new(ws, None, None);
+    pub fn insert(&mut self, conn: String, ws: WebSocket, grant: Grant) {
+        let mut session = Session::new(ws, None, grant, None);
         session.save();
         self.by_conn.insert(conn, session);
     }
@@ -119,6 +158,25 @@ impl Sessions {
     /// Removes every socket, e.g. to close them all when the subject is deleted.
     pub fn drain(&mut self) -> impl Iterator<Item = Session> + '_ {
         self.by_conn.drain().map(|(_, s)| s)
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&String, &mut Session)> {
+        self.by_conn.iter_mut()
+    }
+
+    /// Whether any socket holds a token (expiry and revocations to watch).
+    pub fn any_token(&self) -> bool {
+        self.by_conn.values().any(|s| s.grant.token.is_some())
+    }
+
+    /// The sockets opened with a token of this `sub`.
+    pub fn token_connections(&self, sub: &str) -> usize {
+        self.by_conn.values().filter(|s| s.grant.token.as_ref().is_some_and(|t| t.sub == sub)).count()
+    }
+
+    /// When the first token of a socket expires.
+    pub fn earliest_expiry(&self) -> Option<u64> {
+        self.by_conn.values().filter_map(|s| s.grant.expires_at_ms()).min()
     }
 
     /// The earliest redelivery deadline among the subscriptions.

@@ -43,7 +43,8 @@ impl DsError {
 
 impl From<ProtocolError> for DsError {
     fn from(error: ProtocolError) -> DsError {
-        DsError { status: error.code.http_status(), error, headers: Vec::new() }
+        let headers = crate::http::retry_after(&error).map(|seconds| ("retry-after", seconds)).into_iter().collect();
+        DsError { status: error.code.http_status(), error, headers }
     }
 }
 

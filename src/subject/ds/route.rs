@@ -3,8 +3,10 @@
 //! the same `Subject` object a subject of that name uses.
 
 use super::respond::{or_error, DsError};
-use crate::auth::require_api_key;
-use durable_stream_protocol::durable_streams::name;
+use crate::{access, auth};
+use durable_stream_protocol::durable_streams::headers as h;
+use durable_stream_protocol::durable_streams::{name, parse_closed};
+use durable_stream_protocol::token::Actions;
 use worker::{Env, Request, Response};
 
 pub use crate::routes::DS_STREAM_PREFIX as STREAM_PREFIX;
@@ -14,8 +16,15 @@ pub async fn route(req: Request, env: &Env) -> Response {
 }
 
 async fn forward(req: Request, env: &Env) -> Result<Response, DsError> {
-    require_api_key(&req, env)?;
+    let principal = auth::authenticate(&req, env).await?;
     let stream = name::from_path(&req.path())?;
-    let stub = env.durable_object(crate::SUBJECT_BINDING)?.id_from_name(&stream)?.get_stub()?;
-    Ok(stub.fetch_with_request(req).await?)
+    let headers = req.headers();
+    let closes = parse_closed(headers.get(h::CLOSED)?.as_deref())?;
+    let has_body = headers.get("content-length")?.is_some_and(|l| l.trim() != "0") || headers.has("transfer-encoding")?;
+    let grant = principal.require_subject(&stream, access::ds_request(&req.inner().method(), closes, has_body))?;
+    // A fork copies its source: the caller must be able to read that too.
+    if let Some(source) = headers.get(h::FORKED_FROM)? {
+        principal.require_subject(&name::from_path(source.trim())?, Actions::SUB)?;
+    }
+    Ok(crate::forward_to_subject(&req, env, &stream, &grant).await?)
 }

@@ -2,8 +2,9 @@
 
 use super::respond::{offset_headers, respond, DsError, DsResult};
 use super::store::{ClosedBy, StreamRow};
-use crate::subject::body::read_limited;
+use crate::body::read_limited;
 use super::{live, lookup, remove, Lookup};
+use crate::subject::grant_of;
 use crate::subject::ops::publish;
 use crate::subject::{now_ms, Core, Subject};
 use durable_stream_protocol::durable_streams::create::{fork_lifetime, StreamConfig};
@@ -467,11 +468,15 @@ impl Subject {
         let close = parse_closed(header(req, h::CLOSED)?.as_deref())?;
         let stream_seq = header(req, h::SEQ)?;
         let content_type = header(req, "content-type")?.filter(|t| !t.trim().is_empty());
+        let token = grant_of(req)?.token;
         let limit = self.with_core(None, |core| core.config.max_frame_bytes)?;
         let body = read_limited(req, limit).await?;
         let append = Append { producer, close, stream_seq, content_type, body };
         let (response, wakeup) = self.with_core(None, |core| -> DsResult<_> {
-            let response = append_now(core, append, now_ms())?;
+            let now = now_ms();
+            // One append is one publish for the rate limits, whatever number of values it holds.
+            core.admit_publish(None, token.as_ref(), 1, append.body.len(), now)?;
+            let response = append_now(core, append, now)?;
             Ok((response, self.wanted_alarm(core)?))
         })??;
         self.schedule(wakeup).await?;

@@ -1,5 +1,6 @@
 //! One module per operation, each a function from a parsed request to its reply.
 
+pub mod auth;
 pub mod info;
 pub mod publish;
 pub mod state;
@@ -9,9 +10,10 @@ pub mod trim;
 use super::Core;
 use crate::http::Failure;
 use durable_stream_protocol::ClientFrame;
+use worker::Env;
 
 /// Runs one client request from connection `conn`, sending its reply on that connection.
-pub fn run(core: &mut Core, conn: &str, frame: ClientFrame, now: u64) -> Result<(), Failure> {
+pub fn run(core: &mut Core, env: &Env, conn: &str, frame: ClientFrame, now: u64) -> Result<(), Failure> {
     let reply = match frame {
         ClientFrame::Publish { id, payload, msg_id } => {
             return publish::over_websocket(core, conn, id.as_ref(), &payload, msg_id.as_deref(), now)
@@ -27,6 +29,7 @@ pub fn run(core: &mut Core, conn: &str, frame: ClientFrame, now: u64) -> Result<
         ClientFrame::StatePut { id, state, version } => {
             state::put_over_websocket(core, id.as_ref(), state.get(), version)?
         }
+        ClientFrame::Auth { id, token } => auth::refresh(core, env, conn, id.as_ref(), &token)?,
     };
     reply_to(core, conn, &reply);
     Ok(())

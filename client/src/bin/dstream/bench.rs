@@ -1,4 +1,6 @@
 //! `dstream bench`: throughput and latency against a running server, printed as Markdown.
+//! Every phase uses the command's credential (API key or token), so running it once with each
+//! compares them.
 //!
 //! Every phase stops at its message count or at the time limit, whichever comes first, and
 //! reports what it actually did in that time. With `--floor`, the single-publish and fan-out
@@ -7,7 +9,7 @@
 
 mod floor;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use durable_stream_client::{Client, Error, StartPosition, SubscribeOptions, Subscription};
 use floor::Floor;
 use futures_util::stream::FuturesUnordered;
@@ -16,8 +18,28 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+/// The parts of the benchmark, in the order they run.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Connect,
+    Single,
+    Batch,
+    Fanout,
+    Replay,
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
+    /// The phases to run, comma-separated (default: all of them).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "connect,single,batch,fanout,replay")]
+    phases: Vec<Phase>,
+    /// WebSocket connections opened in the connection set-up phase, each timed from connect
+    /// until the server's hello and then closed.
+    #[arg(long, default_value_t = 200)]
+    connects: u64,
+    /// Connection set-ups in flight at once (1: one after another).
+    #[arg(long, default_value_t = 1)]
+    connect_window: usize,
     /// Messages published one at a time.
     #[arg(long, default_value_t = 10_000)]
     messages: u64,
@@ -221,63 +243,36 @@ impl Feed {
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-/// Runs every phase and returns the results as a Markdown table.
-pub async fn run(client: &Client, args: BenchArgs) -> Result<String, Error> {
+/// Runs every phase and returns the results as a Markdown table. `credential` names what the
+/// client authenticates with (`API key` or `token`), for the notes.
+pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<String, Error> {
     let floor = args.floor.as_deref().map(Floor::new).transpose()?;
     let prefix = format!("{}-{:08x}", args.subject, rand::random::<u32>());
     let limit = Duration::from_secs(args.time_limit.max(1));
     let subjects: Vec<String> = ["single", "batch", "fanout", "replay"].iter().map(|p| format!("{prefix}-{p}")).collect();
-    let ours = Target::Ours(client);
     let mut rows = Vec::new();
 
-    eprintln!("bench: single publishes ({} with {} in flight)", args.messages, args.window);
-    let mut row = Row::new(
-        format!("publish, {} in flight", args.window),
-        single(ours, &subjects[0], &args, limit).await?,
-        "msg/s",
-        format!("{} B payloads", args.size),
-    );
-    if let Some(floor) = &floor {
-        eprintln!("bench: single publishes against the floor");
-        row.floor = Some(single(Target::Floor(floor), &subjects[0], &args, limit).await?);
-    }
-    rows.push(row);
+    let runs = |phase: Phase| args.phases.contains(&phase);
 
-    eprintln!("bench: batched publishes ({} batches of {})", args.batches, args.batch_size);
-    let subject = &subjects[1];
-    client.info(subject).await?; // opens the connection, as `Target::publisher` does
-    let (done, elapsed) = pipelined(args.batches, args.batch_window, Instant::now() + limit, |_| async {
-        let batch: Vec<Value> = (0..args.batch_size).map(|_| payload(args.size)).collect();
-        client.publish_batch(subject, batch).await.map(drop)
-    })
-    .await?;
-    rows.push(Row::new(
-        format!("publish batches of {}", args.batch_size),
-        Measured { count: done * args.batch_size as u64, elapsed, latency: None },
-        "msg/s",
-        format!("{done} batches, {} in flight", args.batch_window),
-    ));
-
-    eprintln!(
-        "bench: fan-out ({} messages to {} subscribers, {} in flight)",
-        args.fanout_messages, args.subscribers, args.fanout_window
-    );
-    let (measured, published) = fan_out(ours, &subjects[2], &args, limit).await?;
-    let mut notes = format!("{published} published, {} in flight; publish→deliver ms", args.fanout_window);
-    if let Some(percentiles) = measured.percentiles() {
-        notes = format!("{notes} {percentiles}");
+    if runs(Phase::Connect) {
+        eprintln!("bench: connection set-up ({} with {} at a time)", args.connects, args.connect_window);
+        let measured = connect(client, &subjects[0], &args, limit).await?;
+        let notes = format!("{credential}; connect→hello ms {}", measured.percentiles().unwrap_or_default());
+        rows.push(Row::new(format!("connection set-up, {} at a time", args.connect_window), measured, "conn/s", notes));
     }
-    let mut row = Row::new(format!("fan-out to {} subscribers", args.subscribers), measured, "deliveries/s", notes);
-    if let Some(floor) = &floor {
-        eprintln!("bench: fan-out against the floor");
-        let (measured, published) = fan_out(Target::Floor(floor), &subjects[2], &args, limit).await?;
-        row.notes = format!("{}; floor: {published} published, {}", row.notes, measured.percentiles().unwrap_or_default());
-        row.floor = Some(measured);
+    if runs(Phase::Single) {
+        rows.push(single_row(client, floor.as_ref(), &subjects[0], &args, limit, credential).await?);
     }
-    rows.push(row);
-
-    eprintln!("bench: catch-up replay ({} messages)", args.backlog);
-    rows.push(replay(client, &subjects[3], &args, limit).await?);
+    if runs(Phase::Batch) {
+        rows.push(batch_row(client, &subjects[1], &args, limit).await?);
+    }
+    if runs(Phase::Fanout) {
+        rows.push(fan_out_row(client, floor.as_ref(), &subjects[2], &args, limit).await?);
+    }
+    if runs(Phase::Replay) {
+        eprintln!("bench: catch-up replay ({} messages)", args.backlog);
+        rows.push(replay(client, &subjects[3], &args, limit).await?);
+    }
 
     if !args.keep {
         for subject in &subjects {
@@ -286,6 +281,71 @@ pub async fn run(client: &Client, args: BenchArgs) -> Result<String, Error> {
         }
     }
     Ok(table(&rows))
+}
+
+async fn single_row(client: &Client, floor: Option<&Floor>, subject: &str, args: &BenchArgs, limit: Duration, credential: &str) -> Result<Row, Error> {
+    let ours = Target::Ours(client);
+    eprintln!("bench: single publishes ({} with {} in flight)", args.messages, args.window);
+    let mut row = Row::new(
+        format!("publish, {} in flight", args.window),
+        single(ours, subject, args, limit).await?,
+        "msg/s",
+        format!("{credential}; {} B payloads", args.size),
+    );
+    if let Some(floor) = floor {
+        eprintln!("bench: single publishes against the floor");
+        row.floor = Some(single(Target::Floor(floor), subject, args, limit).await?);
+    }
+    Ok(row)
+}
+
+async fn batch_row(client: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Row, Error> {
+    eprintln!("bench: batched publishes ({} batches of {})", args.batches, args.batch_size);
+    client.info(subject).await?; // opens the connection, as `Target::publisher` does
+    let (done, elapsed) = pipelined(args.batches, args.batch_window, Instant::now() + limit, |_| async {
+        let batch: Vec<Value> = (0..args.batch_size).map(|_| payload(args.size)).collect();
+        client.publish_batch(subject, batch).await.map(drop)
+    })
+    .await?;
+    Ok(Row::new(
+        format!("publish batches of {}", args.batch_size),
+        Measured { count: done * args.batch_size as u64, elapsed, latency: None },
+        "msg/s",
+        format!("{done} batches, {} in flight", args.batch_window),
+    ))
+}
+
+async fn fan_out_row(client: &Client, floor: Option<&Floor>, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Row, Error> {
+    eprintln!(
+        "bench: fan-out ({} messages to {} subscribers, {} in flight)",
+        args.fanout_messages, args.subscribers, args.fanout_window
+    );
+    let (measured, published) = fan_out(Target::Ours(client), subject, args, limit).await?;
+    let mut notes = format!("{published} published, {} in flight; publish→deliver ms", args.fanout_window);
+    if let Some(percentiles) = measured.percentiles() {
+        notes = format!("{notes} {percentiles}");
+    }
+    let mut row = Row::new(format!("fan-out to {} subscribers", args.subscribers), measured, "deliveries/s", notes);
+    if let Some(floor) = floor {
+        eprintln!("bench: fan-out against the floor");
+        let (measured, published) = fan_out(Target::Floor(floor), subject, args, limit).await?;
+        row.notes = format!("{}; floor: {published} published, {}", row.notes, measured.percentiles().unwrap_or_default());
+        row.floor = Some(measured);
+    }
+    Ok(row)
+}
+
+/// Opens and closes connections, `--connect-window` at a time, timing each until its hello.
+async fn connect(client: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Measured, Error> {
+    let latency = std::sync::Mutex::new(latency_histogram());
+    let (count, elapsed) = pipelined(args.connects, args.connect_window, Instant::now() + limit, |_| async {
+        let started = Instant::now();
+        client.check_connection(subject).await?;
+        latency.lock().unwrap_or_else(|p| p.into_inner()).saturating_record(started.elapsed().as_micros() as u64);
+        Ok(())
+    })
+    .await?;
+    Ok(Measured { count, elapsed, latency: Some(latency.into_inner().unwrap_or_else(|p| p.into_inner())) })
 }
 
 /// Single publishes, `--window` in flight.

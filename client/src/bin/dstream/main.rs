@@ -3,6 +3,7 @@
 
 mod bench;
 mod files;
+mod token;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use durable_stream_client::{
@@ -27,6 +28,10 @@ struct Cli {
     /// API key (sent as a bearer token; locally the API_KEY in .dev.vars).
     #[arg(long, env = "DSTREAM_API_KEY", hide_env_values = true, global = true)]
     api_key: Option<String>,
+    /// Access token (a JWT, e.g. from `dstream token create`). Used instead of the API key when
+    /// both are set, except by `token create` and `token revoke`, which need the API key.
+    #[arg(long, env = "DSTREAM_TOKEN", hide_env_values = true, global = true)]
+    token: Option<String>,
     /// Seconds a request may wait for its reply.
     #[arg(long, default_value_t = 30, global = true)]
     timeout: u64,
@@ -64,6 +69,9 @@ enum Command {
     /// Upload, download, list and delete files.
     #[command(subcommand)]
     Files(files::FilesCommand),
+    /// Create, revoke and inspect access tokens, and make keys to sign them.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Measure publish, fan-out and replay throughput against a running server.
     Bench(bench::BenchArgs),
     /// Print a shell completion script.
@@ -215,10 +223,77 @@ impl<'de> serde::de::Visitor<'de> for UniqueKeys {
     }
 }
 
+/// Which credential a command sends to the server, for the advice after a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    ApiKey,
+    Token,
+}
+
+impl Cli {
+    fn credential(&self) -> Credential {
+        match &self.command {
+            Command::Token(command) if command.needs_api_key() => Credential::ApiKey,
+            _ if self.token.as_deref().is_some_and(|t| !t.is_empty()) => Credential::Token,
+            _ => Credential::ApiKey,
+        }
+    }
+}
+
+/// How to reach the server: the global options.
+pub struct Server {
+    url: String,
+    api_key: Option<String>,
+    pub token: Option<String>,
+    timeout: Duration,
+}
+
+impl Server {
+    /// A client with the token if there is one, else the API key.
+    async fn client(&self, backoff: Backoff) -> Result<Client, Failure> {
+        let builder = match (&self.token, &self.api_key) {
+            (Some(token), _) => Client::builder(&self.url).token(token),
+            (None, Some(key)) => Client::builder(&self.url).api_key(key),
+            (None, None) => {
+                return Err(Failure::Local(
+                    "no credentials: set DSTREAM_API_KEY or DSTREAM_TOKEN, or pass --api-key or --token (locally the API key is the API_KEY in .dev.vars)".into(),
+                ))
+            }
+        };
+        self.configure(builder, backoff).await
+    }
+
+    /// A client with the API key, for what only the API key may do (`purpose`).
+    pub async fn admin_client(&self, purpose: &str) -> Result<Client, Failure> {
+        let Some(key) = &self.api_key else {
+            return Err(Failure::Local(format!(
+                "{purpose} needs the API key: set DSTREAM_API_KEY or pass --api-key (a token is not enough)"
+            )));
+        };
+        self.configure(Client::builder(&self.url).api_key(key), one_shot_backoff()).await
+    }
+
+    async fn configure(&self, builder: durable_stream_client::ClientBuilder, backoff: Backoff) -> Result<Client, Failure> {
+        let client = builder
+            // A server that accepts connections but never answers should not outwait --timeout.
+            .connect_timeout(self.timeout.min(CONNECT_TIMEOUT))
+            .request_timeout(self.timeout)
+            .backoff(backoff)
+            .connect()
+            .await?;
+        Ok(client)
+    }
+}
+
+fn one_shot_backoff() -> Backoff {
+    Backoff { max_attempts: Some(ONE_SHOT_ATTEMPTS), ..Backoff::default() }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let server = cli.url.clone();
     let timeout = cli.timeout;
+    let credential = cli.credential();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -233,11 +308,11 @@ fn main() -> ExitCode {
     match outcome {
         Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
-            eprintln!("dstream: {}", describe(&e, &server, timeout));
+            eprintln!("dstream: {}", describe(&e, &server, timeout, credential));
             ExitCode::FAILURE
         }
         Err(Failure::Noted(e, note)) => {
-            eprintln!("dstream: {}{note}", describe(&e, &server, timeout));
+            eprintln!("dstream: {}{note}", describe(&e, &server, timeout, credential));
             ExitCode::FAILURE
         }
         Err(Failure::Local(message)) => {
@@ -257,7 +332,7 @@ fn main() -> ExitCode {
 
 /// The error's message (the client's messages include their whole source chain) and what to
 /// do about it.
-fn describe(e: &Error, server: &str, timeout: u64) -> String {
+fn describe(e: &Error, server: &str, timeout: u64, credential: Credential) -> String {
     match e {
         Error::Connect { url, source } if caused_by(&**source, std::io::ErrorKind::ConnectionRefused) => {
             format!("cannot connect to {url}: connection refused — is the server running? (./scripts/dev.sh)")
@@ -266,7 +341,15 @@ fn describe(e: &Error, server: &str, timeout: u64) -> String {
             format!("{e} — is the server busy or still starting? Otherwise check the server URL (--url or DSTREAM_URL)")
         }
         Error::Connect { .. } => format!("{e} — check the server URL (--url or DSTREAM_URL)"),
+        Error::Unauthorized(_) if credential == Credential::Token => {
+            format!("{e} (from {server}) — check the token (DSTREAM_TOKEN or --token); `dstream token inspect` shows it")
+        }
         Error::Unauthorized(_) => format!("{e} (from {server}) — check the API key (DSTREAM_API_KEY or --api-key)"),
+        Error::TokenExpired(_) => {
+            format!("{e} — get a new token (from its issuer, or `dstream token create`) and pass it with --token or DSTREAM_TOKEN")
+        }
+        Error::Forbidden(_) => format!("{e} — `dstream token inspect` shows what the token grants"),
+        Error::RateLimited { .. } => format!("{e} — the server limits how fast this client may publish; try again later"),
         Error::InvalidUrl(_) => format!("{e} — pass the server's base URL with --url or DSTREAM_URL, e.g. http://127.0.0.1:8787"),
         Error::Internal(_) => format!(
             "{e} — the server's log says why (the terminal running ./scripts/dev.sh or wrangler dev; when deployed, `npx wrangler tail`)"
@@ -304,26 +387,23 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         clap_complete::generate(shell, &mut Cli::command(), "dstream", &mut script);
         return std::io::stdout().lock().write_all(&script).map_err(stdout_failure);
     }
-    let Some(api_key) = cli.api_key.as_deref().filter(|key| !key.is_empty()) else {
-        return Err(Failure::Local(
-            "no API key: set DSTREAM_API_KEY or pass --api-key (locally it is the API_KEY in .dev.vars)".into(),
-        ));
+    let given = |value: Option<String>| value.filter(|v| !v.is_empty());
+    let server = Server {
+        url: cli.url,
+        api_key: given(cli.api_key),
+        token: given(cli.token),
+        timeout: Duration::from_secs(cli.timeout.max(1)),
     };
+    if let Command::Token(command) = cli.command {
+        return token::run(&server, command).await;
+    }
     // A subscription may run for days and should outlive server restarts; the other commands
     // are one request (or a bounded series) and should fail fast when the server is away.
     let backoff = match cli.command {
         Command::Sub(_) => Backoff::default(),
-        _ => Backoff { max_attempts: Some(ONE_SHOT_ATTEMPTS), ..Backoff::default() },
+        _ => one_shot_backoff(),
     };
-    let timeout = Duration::from_secs(cli.timeout.max(1));
-    let client = Client::builder(&cli.url)
-        .api_key(api_key)
-        // A server that accepts connections but never answers should not outwait --timeout.
-        .connect_timeout(timeout.min(CONNECT_TIMEOUT))
-        .request_timeout(timeout)
-        .backoff(backoff)
-        .connect()
-        .await?;
+    let client = server.client(backoff).await?;
     match cli.command {
         Command::Pub { subject, data, id } if data == "-" => {
             if id.is_some() {
@@ -363,8 +443,11 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print_json(&json!({ "version": version }))
         }
         Command::Files(command) => files::run(&client, command).await,
-        Command::Bench(args) => out(bench::run(&client, args).await?.trim_end()),
-        Command::Completions { .. } => unreachable!("answered before connecting"),
+        Command::Bench(args) => {
+            let credential = if server.token.is_some() { "token" } else { "API key" };
+            out(bench::run(&client, args, credential).await?.trim_end())
+        }
+        Command::Completions { .. } | Command::Token(_) => unreachable!("answered before connecting"),
     }
 }
 
@@ -530,6 +613,7 @@ mod tests {
     #[test]
     fn errors_say_what_failed_and_what_to_do() {
         let connect = |kind| Error::Connect { url: "ws://h:1/v1/stream/x".into(), source: Arc::new(std::io::Error::from(kind)) };
+        let describe = |e: &Error, server, timeout| describe(e, server, timeout, Credential::ApiKey);
         assert_eq!(
             describe(&connect(std::io::ErrorKind::ConnectionRefused), "http://h:1", 30),
             "cannot connect to ws://h:1/v1/stream/x: connection refused — is the server running? (./scripts/dev.sh)"
@@ -544,5 +628,26 @@ mod tests {
         assert!(describe(&Error::Timeout, "http://h:1", 7).contains("within 7 s"));
         let internal = describe(&Error::Internal("internal error".into()), "http://h:1", 30);
         assert!(internal.starts_with("server error: internal error — the server's log says why"), "{internal}");
+    }
+
+    #[test]
+    fn refusals_of_a_token_say_what_to_do_with_the_token() {
+        let token_refused = describe(&Error::Unauthorized("token revoked".into()), "http://h:1", 30, Credential::Token);
+        assert!(token_refused.ends_with("check the token (DSTREAM_TOKEN or --token); `dstream token inspect` shows it"), "{token_refused}");
+        let expired = describe(&Error::TokenExpired("token has expired".into()), "http://h:1", 30, Credential::Token);
+        assert!(expired.starts_with("token expired: token has expired — get a new token"), "{expired}");
+        let forbidden = describe(&Error::Forbidden("no pub on \"x\"".into()), "http://h:1", 30, Credential::Token);
+        assert!(forbidden.ends_with("`dstream token inspect` shows what the token grants"), "{forbidden}");
+    }
+
+    #[test]
+    fn the_token_wins_over_the_api_key_except_for_token_administration() {
+        let credential = |args: &[&str]| Cli::parse_from([&["dstream", "--api-key", "k", "--token", "t"], args].concat()).credential();
+        assert_eq!(credential(&["info", "s"]), Credential::Token);
+        assert_eq!(credential(&["token", "revoke", "--jti", "j"]), Credential::ApiKey);
+        assert_eq!(credential(&["token", "create", "--sub", "s"]), Credential::ApiKey);
+        assert_eq!(credential(&["token", "create", "--sub", "s", "--sign-with", "hs256:f"]), Credential::Token);
+        let key_only = Cli::parse_from(["dstream", "--api-key", "k", "info", "s"]).credential();
+        assert_eq!(key_only, Credential::ApiKey);
     }
 }

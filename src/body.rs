@@ -1,4 +1,4 @@
-//! Request bodies read within a size limit, for every HTTP surface of the subject.
+//! Request bodies read within a size limit, for every HTTP surface.
 
 use crate::http::Failure;
 use durable_stream_protocol::ProtocolError;
