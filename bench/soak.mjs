@@ -12,11 +12,10 @@
 // Everything talks to 127.0.0.1 only, and every loop stops by itself at the deadline.
 // Exits 1 when any integrity check failed.
 
-import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { appendFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { ROOT, TEST_KEY, startServer, tempDir } from "../miniflare-tests/server.mjs";
+import { ROOT, TEST_KEY, rssKiB, startServer, tempDir, workerdPid as findWorkerdPid } from "../miniflare-tests/server.mjs";
 
 const options = parseOptions(process.argv.slice(2), {
   minutes: 30,
@@ -381,14 +380,13 @@ const samples = [];
 let sampledServer = null;
 let workerdPid = null;
 
-/** RSS (KiB) of the workerd that runs the Worker: the process listening on its direct port. */
+/** RSS (KiB) of the workerd that runs the Worker. */
 async function workerdRss() {
   if (sampledServer !== server) {
-    const port = new URL(await server.directUrl()).port;
-    workerdPid = Number(execFileSync("ss", ["-ltnpH", `sport = :${port}`]).toString().match(/pid=(\d+),/)[1]);
+    workerdPid = await findWorkerdPid(server);
     sampledServer = server;
   }
-  return Number(readFileSync(`/proc/${workerdPid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB$/m)[1]);
+  return rssKiB(workerdPid);
 }
 
 async function sampler() {

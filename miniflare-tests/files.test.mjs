@@ -1,12 +1,14 @@
 // The R2 file API (/v1/files) on real workerd: uploads, ranged and conditional reads, deletes,
-// listings, size limits, malformed input and authentication.
+// listings, size limits, malformed input and authentication (of every route, the routes of
+// uploads in parts and links included). Uploads in parts: files-multipart.test.mjs; signed
+// links: files-links.test.mjs.
 //
 // Run: bash scripts/build-worker.sh && node_modules/.bin/node --test miniflare-tests/files.test.mjs
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
+import { assertError, assertJson, filesRequest, hashBody, seededBytes, sha256 } from "./files-client.mjs";
 import { startServer, TEST_KEY } from "./server.mjs";
 
 // Small enough to test the limit with a real upload, large enough for the 12 MiB file.
@@ -16,21 +18,14 @@ const ETAG_HEADER = /^"[0-9a-f]{32}"$/;
 let server;
 
 before(async () => {
-  server = await startServer({ vars: { MAX_FILE_BYTES: String(MAX_FILE_BYTES) } });
+  server = await startServer({ vars: { MAX_FILE_BYTES: String(MAX_FILE_BYTES) }, secrets: { LINK_SIGNING_KEY: "k".repeat(32) } });
 });
 
 after(async () => {
   await server?.stop();
 });
 
-/** A request under /v1/files with the test key. `identity` keeps the dev server from gzipping
- *  responses on the fly (which would drop Content-Length). */
-function files(path, { headers = {}, ...init } = {}, base = server.url) {
-  return fetch(`${base}/v1/files${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${TEST_KEY}`, "accept-encoding": "identity", ...headers },
-  });
-}
+const files = (path, init) => filesRequest(server, path, init);
 
 async function put(key, body, headers = {}) {
   const res = await files(`/${key}`, { method: "PUT", body, headers });
@@ -38,33 +33,6 @@ async function put(key, body, headers = {}) {
   assert.equal(res.status, 201, text);
   return { res, body: JSON.parse(text) };
 }
-
-/** Asserts an error answer: the status, a JSON `{"error":{"code","message"}}` body, the code. */
-async function assertError(res, status, code, messagePattern = /./) {
-  const text = await res.text();
-  assert.equal(res.status, status, text);
-  assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
-  const body = JSON.parse(text);
-  assert.equal(body.error.code, code);
-  assert.match(body.error.message, messagePattern);
-  return body;
-}
-
-/** Deterministic pseudo-random bytes (xorshift32), so a failure can be reproduced. */
-function seededBytes(length, seed) {
-  const bytes = new Uint8Array(length);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < length; i++) {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    bytes[i] = x & 0xff;
-  }
-  return bytes;
-}
-
-const sha256 = (bytes) => createHash("sha256").update(bytes).digest("hex");
 
 describe("upload and download", () => {
   test("PUT stores the bytes and HTTP metadata that GET serves back", async () => {
@@ -159,14 +127,7 @@ describe("upload and download", () => {
     const got = await files("/large/random.bin");
     assert.equal(got.status, 200);
     assert.equal(got.headers.get("content-length"), String(size));
-    const hash = createHash("sha256");
-    let received = 0;
-    for await (const part of got.body) {
-      hash.update(part);
-      received += part.length;
-    }
-    assert.equal(received, size);
-    assert.equal(hash.digest("hex"), sha256(data));
+    assert.deepEqual(await hashBody(got), { length: size, digest: sha256(data) });
 
     // A range from the middle of the large file is exact too.
     const start = 5_000_000;
@@ -182,15 +143,20 @@ describe("upload and download", () => {
     await assertError(await files("/limit/too-big"), 404, "not_found");
   });
 
-  test("an upload without Content-Length (chunked) is refused with 411", async () => {
+  test("a small upload without Content-Length (chunked) is stored in one put", async () => {
     const body = new ReadableStream({
       start(controller) {
         controller.enqueue(new TextEncoder().encode("chunked body"));
         controller.close();
       },
     });
-    const res = await files("/chunked/upload", { method: "PUT", body, duplex: "half" });
-    await assertError(res, 411, "bad_request", /Content-Length required/);
+    const res = await files("/chunked/upload", { method: "PUT", body, duplex: "half", headers: { "content-type": "text/plain" } });
+    const stored = await assertJson(res, 201);
+    assert.equal(stored.size, 12);
+    assert.match(res.headers.get("etag"), ETAG_HEADER, "a single put's etag (a multipart one ends in -N)");
+    const got = await files("/chunked/upload");
+    assert.equal(got.headers.get("content-type"), "text/plain");
+    assert.equal(await got.text(), "chunked body");
   });
 
   test("an invalid Expires header is refused with 400", async () => {
@@ -198,13 +164,6 @@ describe("upload and download", () => {
     await assertError(res, 400, "bad_request", /Expires/);
   });
 });
-
-async function assertJson(res, status) {
-  const text = await res.text();
-  assert.equal(res.status, status, text);
-  assert.match(res.headers.get("content-type") ?? "", /^application\/json/);
-  return JSON.parse(text);
-}
 
 describe("ranges", () => {
   const content = "0123456789abcdefghij"; // 20 bytes
@@ -481,6 +440,9 @@ function routes(key) {
     { name: "GET", path: `/${key}`, method: "GET", ok: 200 },
     { name: "HEAD", path: `/${key}`, method: "HEAD", ok: 200 },
     { name: "list", path: `?prefix=${key}`, method: "GET", ok: 200 },
+    { name: "create an upload in parts", path: `/${key}?uploads`, method: "POST", ok: 201 },
+    { name: "list uploads", path: `?uploads&prefix=${key}`, method: "GET", ok: 200 },
+    { name: "create a link", path: `/${key}?link`, method: "POST", body: '{"ttl":60}', ok: 200 },
     { name: "DELETE", path: `/${key}`, method: "DELETE", ok: 204 },
   ];
 }

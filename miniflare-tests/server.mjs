@@ -156,6 +156,17 @@ async function workerdBehind(rootPid, publicPort) {
   throw new Error("could not find the workerd behind wrangler dev's proxy");
 }
 
+/** The pid of the workerd that runs the Worker: the process listening on its direct port. */
+export async function workerdPid(server) {
+  const port = new URL(await server.directUrl()).port;
+  return Number(execFileSync("ss", ["-ltnpH", `sport = :${port}`]).toString().match(/pid=(\d+),/)[1]);
+}
+
+/** A process's resident set size, in KiB. */
+export function rssKiB(pid) {
+  return Number(readFileSync(`/proc/${pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB$/m)[1]);
+}
+
 function killGroup(child, signal = "SIGTERM") {
   try {
     process.kill(-child.pid, signal);

@@ -9,6 +9,7 @@ mod auth;
 mod body;
 mod cors;
 mod files;
+mod hex;
 mod http;
 mod panic_guard;
 mod random;
@@ -23,9 +24,10 @@ use durable_stream_protocol::token::Grant;
 use durable_stream_protocol::{ProtocolError, PROTOCOL_VERSION};
 use routes::Route;
 use wasm_bindgen::prelude::wasm_bindgen;
-use worker::worker_sys::{web_sys, Context};
-use worker::{event, Env, Request, Response};
+use worker::worker_sys::{self, web_sys};
+use worker::{event, Context, Env, Request, Response};
 
+pub use files::FileUploads;
 pub use revocations::Revocations;
 pub use subject::Subject;
 
@@ -43,8 +45,9 @@ fn start() {
 /// The Worker's fetch handler (written out instead of `#[event(fetch)]` so that a panic still
 /// answers the request: see `panic_guard`).
 #[wasm_bindgen]
-pub fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> js_sys::Promise {
+pub fn fetch(req: web_sys::Request, env: Env, ctx: worker_sys::Context) -> js_sys::Promise {
     let req = Request::from(req);
+    let ctx = Context::new(ctx);
     let cors = match Cors::for_request(&req, &env) {
         Ok(cors) => cors,
         Err(error) => {
@@ -53,10 +56,10 @@ pub fn fetch(req: web_sys::Request, env: Env, _ctx: Context) -> js_sys::Promise 
         }
     };
     let on_panic = cors.finish(http::error_response(&ProtocolError::internal()));
-    panic_guard::respond(async move { cors.finish(http::or_error_response(route(req, &env).await)) }, on_panic)
+    panic_guard::respond(async move { cors.finish(http::or_error_response(route(req, &env, &ctx).await)) }, on_panic)
 }
 
-async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
+async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http::Failure> {
     let path = req.path();
     #[cfg(feature = "test-hooks")]
     if let Some(hook) = path.strip_prefix("/test/") {
@@ -84,9 +87,11 @@ async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
             }),
         )?),
         Route::DsStream => Ok(subject::ds::route(req, env).await),
+        // A signed link is the credential for its one file (checked by `files`).
+        Route::File if files::is_signed(&req)? => files::handle_signed(req, env, ctx).await,
         Route::FileList | Route::File => {
             let principal = auth::authenticate(&req, env).await?;
-            files::handle(req, env, &principal).await
+            files::handle(req, env, ctx, &principal).await
         }
         Route::Tokens | Route::TokenRevoke | Route::TokenRevocations => {
             let principal = auth::authenticate(&req, env).await?;

@@ -6,7 +6,7 @@
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     getrandom::getrandom(&mut buffer).expect("crypto.getRandomValues is always available on Workers");
-    buffer.iter().map(|byte| format!("{byte:02x}")).collect()
+    crate::hex::encode(&buffer)
 }
 
 // Natively and, under Node, through getrandom's JavaScript source (`crypto.getRandomValues`).

@@ -1,6 +1,6 @@
 //! The client's error type: one variant per server error code, plus transport failures.
 
-use durable_stream_protocol::{ErrorCode, Seq};
+use durable_stream_protocol::{ErrorCode, ProtocolError, Seq};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,22 +222,9 @@ impl Error {
     /// `lastSeq` on a refused conditional publish) to an error. Bodies without that shape
     /// (proxies, HEAD requests) fall back to the status code.
     pub(crate) fn from_http(status: u16, body: &[u8]) -> Error {
-        #[derive(serde::Deserialize)]
-        struct Body {
-            error: Detail,
-        }
-        #[derive(serde::Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Detail {
-            code: String,
-            message: String,
-            retry_after_ms: Option<u64>,
-            last_seq: Option<Seq>,
-        }
-        if let Ok(Body { error }) = serde_json::from_slice::<Body>(body) {
-            if let Some(code) = ErrorCode::parse(&error.code) {
-                return Error::from_reply(code, error.message, error.retry_after_ms).with_last_seq(error.last_seq);
-            }
+        if let Some(error) = ProtocolError::from_http_body(body) {
+            let (retry_after_ms, last_seq) = (error.detail("retryAfterMs"), error.detail("lastSeq"));
+            return Error::from_reply(error.code, error.message, retry_after_ms).with_last_seq(last_seq);
         }
         let text = String::from_utf8_lossy(body).trim().to_string();
         let message = if text.is_empty() { format!("HTTP status {status}") } else { format!("HTTP status {status}: {text}") };

@@ -3,15 +3,13 @@
 use crate::client::Client;
 use crate::connection::endpoint;
 use crate::error::{Error, Result};
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED, RANGE};
 use reqwest::{Response, StatusCode, Url};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::ops::{Range, RangeFrom, RangeInclusive};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
@@ -88,12 +86,12 @@ pub struct Download {
     pub written: u64,
 }
 
-/// The outcome of [`Client::put_file`].
+/// The outcome of [`Client::put_file`] and of the other ways to upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
     /// The file's key.
     pub key: String,
-    /// Bytes sent.
+    /// The stored file's size.
     pub size: u64,
     /// The stored file's entity tag, when the server sent one.
     pub etag: Option<String>,
@@ -134,6 +132,43 @@ pub struct FileList {
     pub cursor: Option<String>,
 }
 
+/// What a signed link allows: [`LinkMethod::Get`] (also HEAD) or [`LinkMethod::Put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LinkMethod {
+    /// Download (with ranges and conditional requests).
+    Get,
+    /// Upload, replacing the file.
+    Put,
+}
+
+/// The request for [`Client::file_link`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LinkOptions {
+    /// Seconds the link is valid: 1 to 604800 (7 days).
+    pub ttl: u64,
+    /// What the link allows.
+    pub method: LinkMethod,
+    /// For an upload link: the only `Content-Type` it accepts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// For an upload link: the largest file it accepts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
+}
+
+/// A signed link made by [`Client::file_link`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FileLink {
+    /// The URL to give away.
+    pub url: String,
+    /// When it stops working (RFC 3339, UTC).
+    pub expires: String,
+    /// What it allows.
+    pub method: LinkMethod,
+}
+
 /// Options for [`Client::list_files`]; all optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListFiles {
@@ -147,44 +182,40 @@ pub struct ListFiles {
     pub limit: Option<u32>,
 }
 
+impl ListFiles {
+    /// Adds the options that are set to `url`'s query.
+    pub(crate) fn append_to(&self, url: &mut Url) {
+        let mut query = url.query_pairs_mut();
+        for (name, value) in [("prefix", &self.prefix), ("delimiter", &self.delimiter), ("cursor", &self.cursor)] {
+            if let Some(value) = value {
+                query.append_pair(name, value);
+            }
+        }
+        if let Some(limit) = self.limit {
+            query.append_pair("limit", &limit.to_string());
+        }
+    }
+}
+
 impl Client {
-    /// Uploads a file from `body`, streaming it. The server needs the size before the body:
-    /// pass it as `len` when known; without it the body is first spooled to a temporary file
-    /// to measure it.
+    /// Uploads a file from `body`, streaming it. Pass its size as `len` when known; without it
+    /// the body goes chunked and the server cuts it into parts (see
+    /// [`put_file_in_parts`](Client::put_file_in_parts) for large bodies: parts are retried and
+    /// can be resumed, and on Cloudflare one request body is limited by the plan).
     pub async fn put_file<R>(&self, key: &str, body: R, content_type: &str, len: Option<u64>) -> Result<Upload>
     where
         R: AsyncRead + Send + Sync + 'static,
     {
-        let url = self.file_url(key)?;
-        match len {
-            Some(len) => self.upload(url, key, body, content_type, len).await,
-            None => {
-                let spooled = Spooled::write(body).await?;
-                let file = tokio::fs::File::open(&spooled.path).await?;
-                self.upload(url, key, file, content_type, spooled.len).await
-            }
-        }
-    }
-
-    async fn upload<R>(&self, url: Url, key: &str, body: R, content_type: &str, len: u64) -> Result<Upload>
-    where
-        R: AsyncRead + Send + Sync + 'static,
-    {
-        let sent = Arc::new(AtomicU64::new(0));
-        let counter = sent.clone();
-        let stream = ReaderStream::new(body).inspect_ok(move |chunk| {
-            counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-        });
-        let request = self
+        let mut request = self
             .inner
             .http
-            .put(url)
+            .put(self.file_url(key)?)
             .header(CONTENT_TYPE, content_type)
-            .header(CONTENT_LENGTH, len)
-            .body(reqwest::Body::wrap_stream(stream));
-        let response = check(request.send().await?).await?;
-        let etag = header(response.headers(), ETAG);
-        Ok(Upload { key: key.to_owned(), size: sent.load(Ordering::Relaxed), etag })
+            .body(reqwest::Body::wrap_stream(ReaderStream::new(body)));
+        if let Some(len) = len {
+            request = request.header(CONTENT_LENGTH, len);
+        }
+        stored_upload(check(request.send().await?).await?).await
     }
 
     /// Downloads a file (or a range of it) into `writer`, streaming it. The writer is flushed
@@ -242,21 +273,7 @@ impl Client {
     /// Lists files, a page at a time.
     pub async fn list_files(&self, options: &ListFiles) -> Result<FileList> {
         let mut url = endpoint(&self.inner.settings.http_base, ["v1", "files"]);
-        {
-            let mut query = url.query_pairs_mut();
-            if let Some(prefix) = &options.prefix {
-                query.append_pair("prefix", prefix);
-            }
-            if let Some(delimiter) = &options.delimiter {
-                query.append_pair("delimiter", delimiter);
-            }
-            if let Some(cursor) = &options.cursor {
-                query.append_pair("cursor", cursor);
-            }
-            if let Some(limit) = options.limit {
-                query.append_pair("limit", &limit.to_string());
-            }
-        }
+        options.append_to(&mut url);
         // An empty query would leave a dangling `?`.
         if url.query() == Some("") {
             url.set_query(None);
@@ -266,8 +283,18 @@ impl Client {
         serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("file listing: {e}")))
     }
 
+    /// A signed link to `key` (`POST …?link`): a URL that reads (or, with
+    /// [`LinkMethod::Put`], uploads) the file without the API key until it expires.
+    pub async fn file_link(&self, key: &str, options: &LinkOptions) -> Result<FileLink> {
+        let mut url = self.file_url(key)?;
+        url.query_pairs_mut().append_key_only("link");
+        let request = self.inner.http.post(url).json(options).timeout(self.inner.settings.request_timeout);
+        let body = check(request.send().await?).await?.bytes().await?;
+        serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("file link: {e}")))
+    }
+
     /// `{base}/v1/files/{key}`, keeping the key's `/` as path separators.
-    fn file_url(&self, key: &str) -> Result<Url> {
+    pub(crate) fn file_url(&self, key: &str) -> Result<Url> {
         if key.is_empty() {
             return Err(Error::BadRequest("file key must not be empty".into()));
         }
@@ -339,28 +366,17 @@ fn io_error(context: String, e: io::Error) -> Error {
     Error::from(io::Error::new(e.kind(), format!("{context}: {e}")))
 }
 
-/// A body of unknown length copied to a temporary file, deleted on drop.
-struct Spooled {
-    path: std::path::PathBuf,
-    len: u64,
-}
-
-impl Spooled {
-    async fn write<R: AsyncRead>(body: R) -> Result<Spooled> {
-        let path = std::env::temp_dir().join(format!("durable-stream-upload-{:032x}", rand::random::<u128>()));
-        let mut spooled = Spooled { path, len: 0 };
-        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(&spooled.path).await?;
-        tokio::pin!(body);
-        spooled.len = tokio::io::copy(&mut body, &mut file).await?;
-        file.flush().await?;
-        Ok(spooled)
+/// The answer to a stored file (`201 {"key","size","etag"}`), as an [`Upload`].
+pub(crate) async fn stored_upload(response: Response) -> Result<Upload> {
+    #[derive(Deserialize)]
+    struct Stored {
+        key: String,
+        size: u64,
     }
-}
-
-impl Drop for Spooled {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-    }
+    let etag = header(response.headers(), ETAG);
+    let body = response.bytes().await?;
+    let Stored { key, size } = serde_json::from_slice(&body).map_err(|e| Error::InvalidResponse(format!("stored file: {e}")))?;
+    Ok(Upload { key, size, etag })
 }
 
 /// Passes successful responses through and turns the others into typed errors.

@@ -60,6 +60,7 @@ mod publish;
 mod requests;
 mod subscription;
 mod token;
+mod uploads;
 
 pub use backoff::Backoff;
 pub use client::{Client, ClientBuilder, SubjectInfo, Trimmed};
@@ -67,10 +68,11 @@ pub use connection::ConnectionEvent;
 pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
 pub use durable_stream_protocol::{ErrorCode, Seq, StartPosition};
 pub use error::{Error, Result};
-pub use files::{AtomicFile, ByteRange, Download, FileList, FileMeta, FileObject, ListFiles, Upload};
+pub use files::{AtomicFile, ByteRange, Download, FileLink, FileList, FileMeta, FileObject, LinkMethod, LinkOptions, ListFiles, Upload};
 pub use publish::{Headers, PublishOptions, StoredMessage};
 pub use subscription::{AckMode, Message, OnEpochChange, SubscribeOptions, Subscription};
 pub use token::{Action, Ed25519Key, IssuedToken, Revocation, Revoke, Revoked, TokenBuilder, TokenLimits};
+pub use uploads::{Callback, CreatedUpload, PartListing, PartOptions, UnfinishedUpload, UploadListing, UploadedPart};
 
 /// Compiles the README's Rust example as a doctest, so it cannot drift from the API.
 #[cfg(doctest)]

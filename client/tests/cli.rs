@@ -6,9 +6,10 @@ use serde_json::Value;
 use std::path::Path;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
+use durable_stream_client::{Client, ListFiles, UnfinishedUpload};
 use support::mock::{refusing_url, PartialBody};
 use support::{unique_subject, Server, API_KEY};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 fn dstream(server: &Server, args: &[&str]) -> Command {
@@ -441,32 +442,155 @@ async fn sub_says_when_it_lost_the_server_and_goes_on_when_it_is_back() {
     assert!(child.wait().await.unwrap().success());
 }
 
+/// Unfinished uploads of keys under `prefix`, through the client library.
+async fn unfinished(server: &Server, prefix: &str) -> Vec<UnfinishedUpload> {
+    let client = Client::connect(server.url(), API_KEY).await.unwrap();
+    client.list_uploads(&ListFiles { prefix: Some(prefix.to_owned()), ..Default::default() }).await.unwrap().uploads
+}
+
+/// `len` bytes that differ from part to part (so a misplaced part shows).
+fn numbered_bytes(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i / 4099 % 253) as u8 ^ (i % 7) as u8).collect()
+}
+
 #[tokio::test]
-async fn an_interrupted_upload_from_standard_input_leaves_no_spooled_file() {
-    let server = refusing_url().await; // never reached: stdin is spooled before connecting
-    let spool = tempfile::tempdir().unwrap();
-    let mut child = dstream_at(&server, &["files", "put", "k", "-"])
-        .env("TMPDIR", spool.path())
+async fn large_files_and_standard_input_go_up_in_parts() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_subject("cli-parts");
+    let body = numbered_bytes(11 * 1024 * 1024 + 17);
+    let source = dir.path().join("big.bin");
+    std::fs::write(&source, &body).unwrap();
+    let key = format!("{prefix}/big.bin");
+    let output = run(&server, &["files", "put", &key, source.to_str().unwrap(), "--part-size", "5MiB"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.starts_with("upload id "), "the id comes first, to resume after a crash: {stderr}");
+    assert!(stderr.contains(&format!("uploaded {key} ({} bytes, etag \"", body.len())) && stderr.contains("-3\")"), "{stderr}");
+    let copy = dir.path().join("copy.bin");
+    ok(&server, &["files", "get", &key, copy.to_str().unwrap()]).await;
+    assert!(std::fs::read(&copy).unwrap() == body, "the download differs from the upload");
+
+    // `pg_dump | dstream files put backups/db.sql -`
+    let dump = numbered_bytes(6 * 1024 * 1024);
+    let piped_key = format!("{prefix}/db.sql");
+    let mut child = dstream(&server, &["files", "put", &piped_key, "-", "--part-size", "5MiB", "--content-type", "application/sql"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(&[b'x'; 4096]).await.unwrap();
+    stdin.write_all(&dump).await.unwrap();
+    drop(stdin);
+    let output = child.wait_with_output().await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("-2\")"), "two parts");
+    let piped = run(&server, &["files", "get", &piped_key]).await;
+    assert!(piped.stdout == dump, "the download differs from standard input");
+    assert!(unfinished(&server, &prefix).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_killed_upload_resumes_from_its_stored_parts() {
+    let server = Server::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = unique_subject("cli-resume");
+    let key = format!("{prefix}/big.bin");
+    // Twenty parts sent one at a time: the process is killed long before the last.
+    let body = numbered_bytes(100 * 1024 * 1024 + 5);
+    let source = dir.path().join("big.bin");
+    std::fs::write(&source, &body).unwrap();
+    let source = source.to_str().unwrap();
+    let mut child = dstream(&server, &["files", "put", &key, source, "--part-size", "5MiB", "--concurrency", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(60), stderr.next_line()).await.expect("a line in time").unwrap().unwrap();
+    let upload_id = first.strip_prefix("upload id ").unwrap_or_else(|| panic!("{first}")).to_owned();
+    let client = Client::connect(server.url(), API_KEY).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while client.list_parts(&key, &upload_id).await.unwrap().parts.is_empty() {
+        assert!(Instant::now() < deadline, "no part was stored within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().await.unwrap();
+    let stored = client.list_parts(&key, &upload_id).await.expect("killed before it completed").parts;
+    assert!(!stored.is_empty() && stored.len() < 20, "{} parts stored", stored.len());
+
+    let output = run(&server, &["files", "put", &key, source, "--resume", &upload_id]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let copy = dir.path().join("copy.bin");
+    ok(&server, &["files", "get", &key, copy.to_str().unwrap()]).await;
+    assert!(std::fs::read(&copy).unwrap() == body, "the resumed upload differs from the file");
+    assert!(unfinished(&server, &prefix).await.is_empty());
+
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "put", &key, "-", "--resume", &upload_id])).await;
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("standard input cannot be read a second time"), "{stderr}");
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "put", &key, source, "--resume", &upload_id])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("no unfinished upload"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_interrupted_upload_from_standard_input_is_aborted() {
+    let server = Server::start().await;
+    let key = format!("{}/stdin.bin", unique_subject("cli-interrupt"));
+    let mut child = dstream(&server, &["files", "put", &key, "-", "--part-size", "5MiB"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // One part and a byte more: the upload in parts begins; standard input stays open.
+    stdin.write_all(&numbered_bytes(5 * 1024 * 1024 + 1)).await.unwrap();
     stdin.flush().await.unwrap();
-    // Spooled bytes mean the upload (and with it the Ctrl-C handler) runs; stdin stays open.
-    wait_until("standard input spooled to a temporary file", || {
-        std::fs::read_dir(spool.path()).unwrap().filter_map(Result::ok).any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
-    })
-    .await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unfinished(&server, &key).await.is_empty() {
+        assert!(Instant::now() < deadline, "the upload did not begin within 60 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-INT", &pid]).status().await.unwrap().success());
     // Standard input is still open: the command must not wait for more of it.
     let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").unwrap();
     assert_eq!(output.status.code(), Some(130));
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "dstream: interrupted; the upload was abandoned\n");
-    assert!(names_in(spool.path()).is_empty(), "{:?}", names_in(spool.path()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.ends_with("dstream: interrupted; the upload was aborted\n"), "{stderr}");
+    assert!(unfinished(&server, &key).await.is_empty(), "standard input cannot be resumed: nothing is left");
     drop(stdin);
+}
+
+#[tokio::test]
+async fn links_uploads_and_aborts_from_the_command_line() {
+    let server = Server::start_with(&["LINK_SIGNING_KEY=0123456789abcdef0123456789abcdef"]).await;
+    let prefix = unique_subject("cli-link");
+    let key = format!("{prefix}/report.txt");
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("report.txt");
+    std::fs::write(&source, "quarterly numbers").unwrap();
+    ok(&server, &["files", "put", &key, source.to_str().unwrap()]).await;
+
+    let output = run(&server, &["files", "link", &key, "--ttl", "1h"]).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("expires "));
+    let url = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_eq!(reqwest::get(&url).await.unwrap().text().await.unwrap(), "quarterly numbers");
+
+    let upload_url = ok(&server, &["files", "link", &format!("{prefix}/drop.txt"), "--method", "put", "--max-bytes", "1KiB"]).await;
+    let put = reqwest::Client::new().put(upload_url.trim()).body("dropped in").send().await.unwrap();
+    assert_eq!(put.status(), 201);
+    let (code, stderr) = failure(&mut dstream(&server, &["files", "link", &key, "--ttl", "8d"])).await;
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("`ttl` must be a number of seconds from 1 to 604800"), "{stderr}");
+
+    let client = Client::connect(server.url(), API_KEY).await.unwrap();
+    let created = client.create_upload(&format!("{prefix}/pending.bin"), "application/octet-stream", None).await.unwrap();
+    let listing = ok(&server, &["files", "uploads", "--prefix", &prefix]).await;
+    assert!(listing.contains(&created.upload_id) && listing.contains("pending.bin"), "{listing}");
+    ok(&server, &["files", "abort", &created.key, &created.upload_id]).await;
+    assert_eq!(ok(&server, &["files", "uploads", "--prefix", &prefix]).await, "");
 }
 
 #[tokio::test]

@@ -123,7 +123,27 @@ impl ProtocolError {
     pub fn to_http_body(&self) -> String {
         serde_json::json!({ "error": self.fields() }).to_string()
     }
+
+    /// Reads an HTTP error body back, `retryAfterMs` included; `None` when it is not one (or
+    /// names an unknown code).
+    pub fn from_http_body(body: &[u8]) -> Option<ProtocolError> {
+        #[derive(Deserialize)]
+        struct Body {
+            error: serde_json::Map<String, serde_json::Value>,
+        }
+        let Body { error } = serde_json::from_slice(body).ok()?;
+        let code = ErrorCode::parse(error.get("code")?.as_str()?)?;
+        let message = error.get("message")?.as_str()?;
+        let read = ProtocolError::new(code, message);
+        Some(DETAILS.iter().fold(read, |read, name| match error.get(*name).and_then(serde_json::Value::as_u64) {
+            Some(value) => read.with_detail(name, value),
+            None => read,
+        }))
+    }
 }
+
+/// The details a server sends (see [`ProtocolError::details`]).
+const DETAILS: [&str; 4] = ["retryAfterMs", "lastSeq", "first", "last"];
 
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -180,5 +200,17 @@ mod tests {
         assert_eq!((error.detail("first"), error.detail("last"), error.detail("lastSeq")), (Some(5), Some(9), None));
         let body: serde_json::Value = serde_json::from_str(&error.to_http_body()).unwrap();
         assert_eq!(body, serde_json::json!({ "error": { "code": "not_found", "message": "message 3 was trimmed", "first": 5, "last": 9 } }));
+    }
+
+    #[test]
+    fn http_bodies_read_back() {
+        let trimmed = ProtocolError::not_found("message 3 was trimmed").with_detail("first", 5).with_detail("last", 9);
+        let moved_on = ProtocolError::conflict("last is 7").with_detail("lastSeq", 7);
+        for error in [ProtocolError::not_found("no file \"a\""), ProtocolError::rate_limited("slow down", 250), trimmed, moved_on] {
+            assert_eq!(ProtocolError::from_http_body(error.to_http_body().as_bytes()), Some(error));
+        }
+        for other in [&b"not json"[..], br#"{"error":{"code":"nope","message":"m"}}"#, br#"{"error":"x"}"#] {
+            assert_eq!(ProtocolError::from_http_body(other), None);
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod dedup;
 pub mod durable_streams;
 pub mod error;
+pub mod files;
 pub mod frame;
 pub mod get;
 pub mod headers;

@@ -2,82 +2,201 @@
 //!
 //! `PUT`/`POST /v1/files/{key}` stores a file, `GET`/`HEAD` read it (single byte ranges, etag
 //! preconditions), `DELETE` removes it and `GET /v1/files` lists keys. Bodies stream through the
-//! Worker in both directions and are never buffered whole. The header and query parsing lives
-//! in the submodules as plain functions with native unit tests.
+//! Worker in both directions and are never buffered whole: an upload without `Content-Length`, or
+//! above the single-put limit, goes to R2 in parts (`streamed`). Uploads in parts on the S3 model
+//! are `parts` (with their index, `index`), signed links `link`. The header and query parsing
+//! lives in the submodules as plain functions with native unit tests.
 
 mod conditional;
+mod index;
 mod key;
+mod link;
+mod parts;
 mod query;
+mod r2;
 mod range;
+mod streamed;
 
 use crate::access;
 use crate::auth::Principal;
 use crate::http::{self, Failure};
+use crate::body::read_limited;
 use conditional::Precondition;
+use durable_stream_protocol::files::FileLimits;
+use durable_stream_protocol::token::Actions;
 use durable_stream_protocol::ProtocolError;
+pub use index::FileUploads;
+use link::SigningKeys;
+use query::Subresource;
 use range::ByteRange;
+use serde::Serialize;
 use worker::{
-    Bucket, Conditional, Date, EncodeBody, Env, Headers, HttpMetadata, Include, Method, Object, Request, Response,
-    ResponseBuilder,
+    Bucket, Conditional, Context, Data, Date, EncodeBody, Env, Headers, HttpMetadata, Include, Method, Object, Request,
+    Response, ResponseBuilder,
 };
 
 const BUCKET_BINDING: &str = "FILES";
-const MAX_FILE_BYTES_VAR: &str = "MAX_FILE_BYTES";
-/// R2's limit for a single (non-multipart) upload.
-const DEFAULT_MAX_FILE_BYTES: u64 = 5 * 1024 * 1024 * 1024 - 5 * 1024 * 1024;
 /// Served (and listed) when the upload named no Content-Type.
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// How often a read starts over when the file is replaced between its metadata and its body.
 const READ_ATTEMPTS: usize = 3;
 
 /// Serves the methods the Worker's route table (`routes.rs`) lets through: GET on the listing;
-/// GET, HEAD, PUT, POST and DELETE on a file — what the caller's credentials allow.
-pub async fn handle(req: Request, env: &Env, principal: &Principal) -> Result<Response, Failure> {
+/// GET, HEAD, PUT, POST and DELETE on a file and its subresources (`?uploads`, `?uploadId=…`,
+/// `?link`) — what the caller's credentials allow.
+pub async fn handle(mut req: Request, env: &Env, ctx: &Context, principal: &Principal) -> Result<Response, Failure> {
     let path = req.path();
+    let bucket = env.bucket(BUCKET_BINDING)?;
     let Some(encoded_key) = path.strip_prefix("/v1/files/") else {
         let query = query::parse_list_query(req.url()?.query_pairs())?;
         principal.require_file_listing(query.prefix.as_deref().unwrap_or_default())?;
-        return list(query, &env.bucket(BUCKET_BINDING)?).await;
+        if query.uploads {
+            return parts::list_uploads(env, query.prefix.as_deref(), query.cursor.as_deref(), query.limit).await;
+        }
+        return list(query, &bucket).await;
     };
     let key = key::parse_key(encoded_key)?;
-    principal.require_file(access::file_request(&req.inner().method()), &key)?;
-    let bucket = env.bucket(BUCKET_BINDING)?;
-    match req.method() {
-        Method::Put | Method::Post => write(&req, env, &bucket, &key).await,
-        Method::Delete => delete(&bucket, &key).await,
-        Method::Head => read(&req, &bucket, &key, false).await,
-        _ => read(&req, &bucket, &key, true).await,
+    let limits = file_limits(env)?;
+    let subresource = query::parse_subresource(req.url()?.query_pairs())?;
+    match &subresource {
+        Subresource::None => principal.require_file(access::file_request(&req.inner().method()), &key)?,
+        // An upload in parts writes the file, even to list its parts; a link needs what it
+        // grants, which its request body says.
+        Subresource::Uploads { .. } | Subresource::Upload { .. } => principal.require_file(Actions::FILES_WRITE, &key)?,
+        Subresource::Link => {}
+    }
+    match (req.method(), subresource) {
+        (Method::Put | Method::Post, Subresource::None) => write(req, env, ctx, &bucket, &key, &limits, limits.max_file_bytes).await,
+        (Method::Delete, Subresource::None) => delete(&bucket, &key).await,
+        (Method::Head, Subresource::None) => read(&req, &bucket, &key, false).await,
+        (Method::Get, Subresource::None) => read(&req, &bucket, &key, true).await,
+        (Method::Post, Subresource::Uploads { part_size }) => {
+            parts::create(&req, env, &bucket, &key, part_size.unwrap_or(limits.part_bytes)).await
+        }
+        (Method::Put, Subresource::Upload { upload_id, part_number: Some(part_number) }) => {
+            parts::upload_part(&req, env, &bucket, &key, &upload_id, part_number, &limits).await
+        }
+        (Method::Get, Subresource::Upload { upload_id, part_number: None }) => parts::list_parts(env, &key, &upload_id).await,
+        (Method::Post, Subresource::Upload { upload_id, part_number: None }) => {
+            parts::complete(&mut req, env, &bucket, &key, &upload_id, &limits).await
+        }
+        (Method::Delete, Subresource::Upload { upload_id, part_number: None }) => parts::abort(env, &bucket, &key, &upload_id).await,
+        (Method::Post, Subresource::Link) => create_link(&mut req, env, &key, &limits, principal).await,
+        (_, other) => {
+            let (name, operations) = other.operations();
+            Err(ProtocolError::bad_request(format!("{} is not an operation on {name}; it takes {operations}", req.inner().method())).into())
+        }
     }
 }
 
-/// `PUT /v1/files/{key}`: streams the body into R2 (which needs its length up front).
-async fn write(req: &Request, env: &Env, bucket: &Bucket, key: &str) -> Result<Response, Failure> {
-    let Some(length) = req.headers().get("content-length")? else {
-        let error = ProtocolError::bad_request("Content-Length required: uploads are streamed and R2 needs the size first");
-        return error_with_status(411, &error);
+/// Whether the request presents a signed link (then [`handle_signed`] serves it, without the API
+/// key).
+pub fn is_signed(req: &Request) -> Result<bool, Failure> {
+    Ok(req.url()?.query_pairs().any(|(name, _)| name == link::SIGNATURE_PARAM))
+}
+
+/// A request to `/v1/files/{key}` with a signed link: the file alone, as the link allows.
+pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Response, Failure> {
+    let path = req.path();
+    let encoded_key = path.strip_prefix("/v1/files/").unwrap_or_default();
+    let key = key::parse_key(encoded_key)?;
+    let method = req.inner().method();
+    let url = req.url()?;
+    let grant = signing_keys(env).and_then(|keys| link::verify(url.query_pairs(), &key, &method, now_seconds(), &keys))?;
+    let bucket = env.bucket(BUCKET_BINDING)?;
+    if method != "PUT" {
+        return read(&req, &bucket, &key, method == "GET").await;
+    }
+    if let Some(allowed) = &grant.content_type {
+        if req.headers().get("content-type")?.as_deref() != Some(allowed.as_str()) {
+            let message = format!("this link uploads only Content-Type {allowed:?}; send that header");
+            return Err(ProtocolError::forbidden(message).into());
+        }
+    }
+    let limits = file_limits(env)?;
+    let max_bytes = grant.max_bytes.map_or(limits.max_file_bytes, |max| max.min(limits.max_file_bytes));
+    write(req, env, ctx, &bucket, &key, &limits, max_bytes).await
+}
+
+/// `POST /v1/files/{key}?link` with `{"ttl":seconds,"method":"GET"|"PUT",…}`. A link made with
+/// an access token allows only what the token does on the file, and ends with the token.
+async fn create_link(
+    req: &mut Request,
+    env: &Env,
+    key: &str,
+    limits: &FileLimits,
+    principal: &Principal,
+) -> Result<Response, Failure> {
+    let keys = signing_keys(env)?;
+    let body = read_limited(req, link::MAX_LINK_REQUEST_BYTES).await?;
+    let token_expiry = match principal {
+        Principal::Token(claims) => Some(claims.exp),
+        Principal::Master => None,
     };
-    let length = parse_content_length(&length)?;
-    let max = max_file_bytes(env)?;
-    if length > max {
-        return Err(ProtocolError::too_large(format!("file is {length} bytes; the limit is {max}")).into());
+    let grant = link::plan(key, &body, now_seconds(), limits.max_file_bytes, token_expiry)?;
+    principal.require_file(access::file_request(grant.method.as_str()), key)?;
+    let mut url = req.url()?;
+    url.set_fragment(None);
+    url.query_pairs_mut().clear().extend_pairs(grant.query(&keys));
+    let expires = js_sys::Date::new(&((grant.expires * 1000) as f64).into()).to_iso_string();
+    json_answer(200, &serde_json::json!({ "url": url.as_str(), "expires": String::from(expires), "method": grant.method }))
+}
+
+fn signing_keys(env: &Env) -> Result<SigningKeys, ProtocolError> {
+    let secret = |name| env.secret(name).ok().map(|value| value.to_string());
+    SigningKeys::new(secret(link::SIGNING_KEY_SECRET), secret(link::PREVIOUS_SIGNING_KEY_SECRET))
+}
+
+fn now_seconds() -> u64 {
+    Date::now().as_millis() / 1000
+}
+
+/// `PUT /v1/files/{key}`: streams the body into R2, refusing more than `max_bytes`.
+async fn write(
+    req: Request,
+    env: &Env,
+    ctx: &Context,
+    bucket: &Bucket,
+    key: &str,
+    limits: &FileLimits,
+    max_bytes: u64,
+) -> Result<Response, Failure> {
+    let length = content_length(&req)?;
+    if let Some(length) = length.filter(|length| *length > max_bytes) {
+        return Err(ProtocolError::too_large(format!("file is {length} bytes; the limit is {max_bytes}")).into());
     }
     let metadata = http_metadata(req.headers())?;
-    let put = match (req.inner().body(), length) {
-        (Some(stream), 1..) => bucket.put(key, stream),
-        (_, 0) => bucket.put(key, Vec::new()),
-        (None, _) => return Err(ProtocolError::bad_request(format!("Content-Length is {length} but there is no body")).into()),
+    let body = req.inner().body();
+    let object = match (length, body) {
+        (Some(0), _) => put_object(bucket, key, Vec::new(), &metadata).await?,
+        (Some(length), None) => {
+            return Err(ProtocolError::bad_request(format!("Content-Length is {length} but there is no body")).into())
+        }
+        // R2 streams a body of known length into one object.
+        (Some(length), Some(stream)) if length <= limits.single_put_max_bytes => put_object(bucket, key, stream, &metadata).await?,
+        (_, body) => {
+            let target = streamed::Target { bucket: bucket.clone(), key: key.to_owned(), metadata };
+            streamed::store(ctx, env, target, body, limits.part_bytes as u32, max_bytes).await?
+        }
     };
-    let object = put
-        .http_metadata(metadata)
-        .execute()
-        .await?
-        .ok_or_else(|| worker::Error::RustError("R2 put without a condition returned no object".into()))?;
-    let mut response = http::json_response(
-        201,
-        &serde_json::json!({ "key": key, "size": object.size(), "etag": object.etag() }),
-    )?;
+    stored(key, &object)
+}
+
+/// One R2 put (R2 needs the length of a stream up front).
+async fn put_object(bucket: &Bucket, key: &str, value: impl Into<Data>, metadata: &HttpMetadata) -> Result<Object, Failure> {
+    let object = bucket.put(key, value).http_metadata(metadata.clone()).execute().await?;
+    Ok(object.ok_or_else(|| worker::Error::RustError("R2 put without a condition returned no object".into()))?)
+}
+
+/// The answer to a stored file: 201, its ETag, `{"key","size","etag"}`.
+fn stored(key: &str, object: &Object) -> Result<Response, Failure> {
+    let mut response = json_answer(201, &serde_json::json!({ "key": key, "size": object.size(), "etag": object.etag() }))?;
     response.headers_mut().set("etag", &object.http_etag())?;
     Ok(response)
+}
+
+fn json_answer(status: u16, value: &impl Serialize) -> Result<Response, Failure> {
+    Ok(http::json_response(status, &serde_json::to_value(value).map_err(worker::Error::from)?)?)
 }
 
 /// `GET`/`HEAD /v1/files/{key}`: preconditions, then the whole file or one range.
@@ -241,6 +360,12 @@ fn http_date(date: Date) -> String {
     js_sys::Date::from(date).to_utc_string().into()
 }
 
+/// The request's `Content-Length`, if it has one.
+fn content_length(req: &Request) -> Result<Option<u64>, Failure> {
+    let Some(text) = req.headers().get("content-length")? else { return Ok(None) };
+    Ok(Some(parse_content_length(&text)?))
+}
+
 fn parse_content_length(text: &str) -> Result<u64, ProtocolError> {
     let invalid = || ProtocolError::bad_request(format!("Content-Length {text:?} is not a byte count"));
     if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
@@ -249,20 +374,11 @@ fn parse_content_length(text: &str) -> Result<u64, ProtocolError> {
     text.parse().map_err(|_| invalid())
 }
 
-/// `MAX_FILE_BYTES` (a positive integer) or R2's single-upload limit. A variable that is set but
+/// `MAX_FILE_BYTES`, `FILE_SINGLE_PUT_MAX_BYTES` and `FILE_PART_BYTES`. A variable that is set but
 /// unusable is a misconfiguration: refused (and logged) rather than silently replaced.
-fn max_file_bytes(env: &Env) -> Result<u64, Failure> {
-    let Ok(var) = env.var(MAX_FILE_BYTES_VAR) else { return Ok(DEFAULT_MAX_FILE_BYTES) };
-    parse_max_file_bytes(&var.to_string()).map_err(|reason| {
-        Failure::Internal(worker::Error::RustError(format!("invalid configuration variable {MAX_FILE_BYTES_VAR}: {reason}")))
-    })
-}
-
-fn parse_max_file_bytes(text: &str) -> Result<u64, String> {
-    match text.trim().parse::<u64>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{text:?} is not a positive integer")),
-    }
+fn file_limits(env: &Env) -> Result<FileLimits, Failure> {
+    FileLimits::from_lookup(|name| env.var(name).ok().map(|value| value.to_string()))
+        .map_err(|error| Failure::Internal(worker::Error::RustError(error.to_string())))
 }
 
 fn not_found(key: &str) -> Failure {
@@ -292,12 +408,5 @@ mod tests {
         for bad in ["", "-1", "+1", "1.5", "abc", "99999999999999999999999"] {
             assert!(parse_content_length(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn max_file_bytes_must_be_positive() {
-        assert_eq!(parse_max_file_bytes(" 1024 "), Ok(1024));
-        assert!(parse_max_file_bytes("0").is_err());
-        assert!(parse_max_file_bytes("5GiB").is_err());
     }
 }

@@ -154,6 +154,8 @@ pub enum Failure {
     /// A conditional publish was refused (exit status 3, so that a script can tell it from a
     /// failure and read, decide and publish again); the message says what to do.
     Conflict(String),
+    /// The server or the connection failed, and the note says what that left behind.
+    Noted(Error, String),
 }
 
 impl From<Error> for Failure {
@@ -387,6 +389,10 @@ fn main() -> ExitCode {
         Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
         Err(Failure::Client(e)) => {
             eprintln!("dstream: {}", describe(&e, &server, timeout, credential));
+            ExitCode::FAILURE
+        }
+        Err(Failure::Noted(e, note)) => {
+            eprintln!("dstream: {}{note}", describe(&e, &server, timeout, credential));
             ExitCode::FAILURE
         }
         Err(Failure::Local(message)) => {
