@@ -53,6 +53,11 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
   cpSync(join(ROOT, "build"), join(configDir, "build"), { recursive: true });
   delete config.build;
   config.main = join(configDir, "build", "index.js");
+  if (config.assets) {
+    // The console's static files, copied for the same reason (wrangler watches them too).
+    cpSync(join(ROOT, config.assets.directory), join(configDir, "assets"), { recursive: true });
+    config.assets.directory = join(configDir, "assets");
+  }
   config.vars = { ...config.vars, ...vars };
   writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
   const devVars = { ...(apiKey == null ? {} : { API_KEY: apiKey }), ...secrets };
