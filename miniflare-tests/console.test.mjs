@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { launchBrowser, screenshot } from "./browser.mjs";
 import { AUTH, httpCall } from "./http-client.mjs";
 import { ROOT, startServer, TEST_KEY } from "./server.mjs";
+import { claims, hs256, TOKEN_SECRET } from "./tokens.mjs";
 import { connect, uniqueSubject, until } from "./ws-client.mjs";
 
 // Generous bounds for a loaded 2-core machine; every wait ends as soon as its condition holds.
@@ -22,9 +23,11 @@ const TEST_TIMEOUT_MS = 180_000;
 let server;
 let browser;
 const opened = [];
+/** Every credential a page signed in with: none may appear in an HTTP URL. */
+const credentials = new Set([TEST_KEY]);
 
 before(async () => {
-  [server, browser] = await Promise.all([startServer(), launchBrowser()]);
+  [server, browser] = await Promise.all([startServer({ secrets: { TOKEN_SECRET } }), launchBrowser()]);
 });
 
 after(async () => {
@@ -38,7 +41,7 @@ afterEach(async () => {
   const pages = opened.splice(0);
   for (const { context } of pages) await context.close();
   for (const { requests } of pages) {
-    assert.deepEqual(requests.filter((url) => url.includes(TEST_KEY)), [], "the credential must never be in an HTTP URL");
+    assert.deepEqual(requests.filter((url) => [...credentials].some((secret) => url.includes(secret))), [], "the credential must never be in an HTTP URL");
   }
 });
 
@@ -58,6 +61,7 @@ async function openConsole(hash = "", { viewport = { width: 1280, height: 800 },
 
 /** Signs in with `key` and waits for the signed-in shell. */
 async function signIn(page, key = TEST_KEY) {
+  credentials.add(key);
   await page.getByLabel("API key or access token").fill(key);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("button", { name: "Sign out" }).waitFor();
@@ -114,6 +118,34 @@ describe("signing in", () => {
     await page.getByRole("button", { name: "Sign in" }).waitFor();
     assert.equal(await page.evaluate(() => sessionStorage.length), 0);
     assert.deepEqual(pageErrors, []);
+  });
+
+  test("an access token signs in, is named in the top bar, and the live tail connects with it", { timeout: TEST_TIMEOUT_MS }, async () => {
+    const subject = uniqueSubject("console-token");
+    // It may tail this subject only: listing files (the sign-in check) is 403, which still
+    // proves the token valid.
+    const token = hs256(claims({ sub: "console-web", allow: [{ subjects: [subject], actions: ["sub"] }] }));
+    const { page } = await openConsole(`#/subject/${subject}/tail`);
+    const sockets = [];
+    page.on("websocket", (socket) => sockets.push(socket.url()));
+    await signIn(page, token);
+    await page.getByText("token console-web").waitFor();
+    await page.getByRole("status").filter({ hasText: "Live" }).waitFor();
+    await publish(subject, { for: "the token's tail" });
+    await messageIn(page, ".tail", 1).waitFor();
+    assert.match(sockets[0], /\?token=eyJ/);
+  });
+
+  test("an expired token is refused with the reason", { timeout: TEST_TIMEOUT_MS }, async () => {
+    const { page } = await openConsole();
+    const expired = hs256({ ...claims({ sub: "console-web" }), iat: 1_000_000, exp: 1_000_060 });
+    credentials.add(expired);
+    await page.getByLabel("API key or access token").fill(expired);
+    await page.getByRole("button", { name: "Sign in" }).click();
+    const error = page.getByRole("alert").filter({ hasText: "Could not sign in" });
+    await error.waitFor();
+    assert.match(await error.textContent(), /401 token_expired\)\. Ask the token's issuer for a fresh one\./);
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0);
   });
 
   test("the theme follows the system and the toggle overrides it", { timeout: TEST_TIMEOUT_MS }, async () => {

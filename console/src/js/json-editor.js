@@ -24,7 +24,8 @@ export function jsonEditor({ id, label, text = "", check = () => null }) {
       return { node, problem: check(node) };
     } catch (failure) {
       // A JsonError names the place; anything else (too deeply nested for this browser) says what.
-      return { node: null, problem: failure.offset === undefined ? `Cannot read this JSON: ${failure.message}` : `Not valid JSON: ${failure.message}` };
+      const what = failure.offset === undefined ? `Cannot read this JSON (${failure.message})` : `Not valid JSON: ${failure.message}`;
+      return { node: null, problem: `${what}. Fix it before sending.` };
     }
   };
   const show = (problem) => {

@@ -15,7 +15,7 @@ export function publishPanel(host, context) {
     id: "publish-data",
     label: "Message (JSON)",
     text: '{\n  "hello": "world"\n}',
-    check: (node) => (batch.checked && (node.kind !== "array" || !node.items.length) ? "A batch is a non-empty JSON array: each item becomes one message." : null),
+    check: (node) => (batch.checked && (node.kind !== "array" || !node.items.length) ? "A batch is a non-empty JSON array (each item becomes one message): make it one, or untick Batch." : null),
   });
   const msgId = h("input", { id: "publish-msgid", autocomplete: "off", spellcheck: "false", maxlength: "256", "aria-describedby": "publish-msgid-help" });
   const send = h("button", { type: "submit", class: "button primary" }, "Publish");

@@ -3,7 +3,7 @@
 import { ApiError, request } from "../api.js";
 import { h } from "../dom.js";
 import { describeError } from "../errors.js";
-import { isToken, storeCredential, tokenClaims } from "../session.js";
+import { storeCredential } from "../session.js";
 
 /** Asks the server whether it accepts the credential, with the cheapest authenticated request
  *  that changes nothing (listing one file: no subject is touched). A 403 means the credential
@@ -19,10 +19,6 @@ async function verify(secret) {
 function precheck(secret) {
   if (!secret) return "Enter the API key or an access token.";
   if (/\s/.test(secret)) return "The credential contains spaces or line breaks: paste it again without them.";
-  if (isToken(secret)) {
-    const exp = tokenClaims(secret)?.exp;
-    if (exp && exp * 1000 < Date.now()) return "This token has expired: ask its issuer for a fresh one.";
-  }
   return null;
 }
 
@@ -80,6 +76,7 @@ export function signInView(main, { message, onSignedIn }) {
     } catch (failure) {
       error.textContent = describeError("Could not sign in", failure, {
         unauthorized: "Check the key (API_KEY: .dev.vars locally, a secret in production) or the token, and try again.",
+        token_expired: "Ask the token's issuer for a fresh one.",
       });
       input.setAttribute("aria-invalid", "true");
       input.select();

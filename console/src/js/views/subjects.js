@@ -36,7 +36,7 @@ function createRow(data, reportAt) {
   const cells = Object.fromEntries(COLUMNS.map((column) => [column.key, h("td", { "data-label": column.label, class: column.key === "subject" ? "" : "numeric" })]));
   cells.subject.append(subjectLink(data.subject));
   const spark = emptySparkline();
-  const rateText = h("span");
+  const rateText = h("span", { class: "rate-value" });
   cells.rate.append(h("span", { class: "cell-row" }, spark, rateText));
   return { data, reportAt, rate: null, rates: [], fresh: true, spark, rateText, cells, tr: h("tr", {}, Object.values(cells)) };
 }
