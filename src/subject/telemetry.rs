@@ -17,6 +17,9 @@ use worker::{console_error, AnalyticsEngineDataPointBuilder, Date, Env, Storage}
 
 /// The Analytics Engine dataset binding written to when configured (wrangler.toml).
 const ANALYTICS_BINDING: &str = "METRICS";
+/// Shortest time between the starts of two timed publishes: timing costs a promise, so at most
+/// ten publishes a second are timed, whatever the publish rate.
+const COMMIT_SAMPLE_MS: u64 = 100;
 
 pub struct Telemetry {
     /// Whether anything may have changed since the last report.
@@ -29,11 +32,13 @@ pub struct Telemetry {
     commits: Rc<CommitTimer>,
 }
 
-/// Times one publish at a time from the event that stored it until its write is durable
-/// (`storage.sync()`), so that measuring costs one promise per storage flush at most.
+/// Times a sample of publishes, one at a time, from the event that stored one until its write
+/// is durable (`storage.sync()`). Every other publish costs two comparisons.
 struct CommitTimer {
     storage: Storage,
     timing: Cell<bool>,
+    /// When the next sample may start.
+    next_at: Cell<u64>,
     latencies: RefCell<Histogram>,
 }
 
@@ -42,7 +47,7 @@ impl Telemetry {
     /// reported.
     pub fn new(subject: &str, report_ms: u64, storage: Storage) -> Telemetry {
         let report_ms = if validate_subject(subject).is_ok() { report_ms } else { 0 };
-        let commits = CommitTimer { storage, timing: Cell::new(false), latencies: RefCell::default() };
+        let commits = CommitTimer { storage, timing: Cell::new(false), next_at: Cell::new(0), latencies: RefCell::default() };
         Telemetry { changed: true, last_report_at: 0, report_ms, counters: Counters::default(), commits: Rc::new(commits) }
     }
 
@@ -59,12 +64,14 @@ impl Telemetry {
         next_report_at(self.changed, self.last_report_at, self.report_ms)
     }
 
-    /// Times the publish stored by the current event (which started at `started`), unless one
-    /// is being timed already or reports are off.
+    /// Times the publish stored by the current event (which started at `started`), unless
+    /// reports are off, one is being timed already, or the last sample started too recently.
     pub fn time_commit(&self, started: u64) {
-        if self.report_ms == 0 || self.commits.timing.replace(true) {
+        if self.report_ms == 0 || self.commits.timing.get() || started < self.commits.next_at.get() {
             return;
         }
+        self.commits.timing.set(true);
+        self.commits.next_at.set(started + COMMIT_SAMPLE_MS);
         let commits = self.commits.clone();
         wasm_bindgen_futures::spawn_local(async move {
             let synced = commits.storage.sync().await;
