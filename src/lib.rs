@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod body;
 mod cors;
+mod directory;
 mod files;
 mod http;
 mod panic_guard;
@@ -26,6 +27,7 @@ use wasm_bindgen::prelude::wasm_bindgen;
 use worker::worker_sys::{web_sys, Context};
 use worker::{event, Env, Request, Response};
 
+pub use directory::Directory;
 pub use revocations::Revocations;
 pub use subject::Subject;
 
@@ -97,7 +99,16 @@ async fn route(req: Request, env: &Env) -> Result<Response, http::Failure> {
                 _ => tokens::list_revocations(env).await,
             }
         }
-        Route::Subject | Route::SubjectMessages | Route::SubjectState => {
+        Route::Subjects => {
+            let principal = auth::authenticate(&req, env).await?;
+            directory::listing::handle(&req, env, &principal).await
+        }
+        Route::Metrics => {
+            let principal = auth::authenticate(&req, env).await?;
+            principal.require_master("metrics")?;
+            directory::scrape::handle(&req, env).await
+        }
+        Route::Subject | Route::SubjectMessages | Route::SubjectState | Route::SubjectConsumers | Route::SubjectConsumer => {
             let principal = auth::authenticate(&req, env).await?;
             let subject = path.trim_start_matches("/v1/stream/").split('/').next().unwrap_or_default();
             validate_subject(subject)?;

@@ -13,6 +13,14 @@ pub enum Route {
     Subject,
     SubjectMessages,
     SubjectState,
+    /// `/v1/stream/{subject}/consumers`: the subject's durable consumers.
+    SubjectConsumers,
+    /// `/v1/stream/{subject}/consumers/{name}`: reset or delete one.
+    SubjectConsumer,
+    /// `/v1/subjects`: the subject directory.
+    Subjects,
+    /// `/metrics`: Prometheus metrics (API key only).
+    Metrics,
     /// `/ds/v1/stream/{name}`: the Durable Streams mount.
     DsStream,
     /// `/v1/tokens`: minting (API key only).
@@ -39,6 +47,8 @@ impl Route {
             return Some(Route::File);
         }
         match path {
+            "/v1/subjects" => return Some(Route::Subjects),
+            "/metrics" => return Some(Route::Metrics),
             "/v1/tokens" => return Some(Route::Tokens),
             "/v1/tokens/revoke" => return Some(Route::TokenRevoke),
             "/v1/tokens/revocations" => return Some(Route::TokenRevocations),
@@ -52,7 +62,11 @@ impl Route {
             None => Some(Route::Subject),
             Some((_, "messages")) => Some(Route::SubjectMessages),
             Some((_, "state")) => Some(Route::SubjectState),
-            Some(_) => None,
+            Some((_, "consumers")) => Some(Route::SubjectConsumers),
+            Some((_, tail)) => match tail.strip_prefix("consumers/") {
+                Some(name) if !name.is_empty() && !name.contains('/') => Some(Route::SubjectConsumer),
+                _ => None,
+            },
         }
     }
 
@@ -60,12 +74,13 @@ impl Route {
     fn served(self) -> &'static [&'static str] {
         match self {
             Route::Health => &["GET", "HEAD"],
-            Route::FileList | Route::TokenRevocations => &["GET"],
+            Route::FileList | Route::TokenRevocations | Route::Subjects | Route::Metrics | Route::SubjectConsumers => &["GET"],
             Route::Tokens | Route::TokenRevoke => &["POST"],
             Route::File | Route::DsStream => &["GET", "HEAD", "PUT", "POST", "DELETE"],
             Route::Subject => &["GET", "POST", "DELETE"],
             Route::SubjectMessages => &["GET", "DELETE"],
             Route::SubjectState => &["GET", "PUT"],
+            Route::SubjectConsumer => &["PUT", "DELETE"],
         }
     }
 
@@ -102,11 +117,16 @@ mod tests {
         assert_eq!(Route::parse("/v1/tokens"), Some(Route::Tokens));
         assert_eq!(Route::parse("/v1/tokens/revoke"), Some(Route::TokenRevoke));
         assert_eq!(Route::parse("/v1/tokens/revocations"), Some(Route::TokenRevocations));
+        assert_eq!(Route::parse("/v1/subjects"), Some(Route::Subjects));
+        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        assert_eq!(Route::parse("/v1/stream/orders/consumers"), Some(Route::SubjectConsumers));
+        assert_eq!(Route::parse("/v1/stream/orders/consumers/billing"), Some(Route::SubjectConsumer));
     }
 
     #[test]
     fn unknown_paths_have_no_route() {
-        for path in ["/", "/healthz", "/v1/files2", "/v1/stream/orders/", "/v1/stream/orders/acks", "/ds", "/ds/v1/other", "/v1/tokens/", "/v1/tokens/x"] {
+        for path in ["/", "/healthz", "/v1/files2", "/v1/stream/orders/", "/v1/stream/orders/acks", "/ds", "/ds/v1/other", "/v1/tokens/", "/v1/tokens/x",
+            "/v1/subjects/", "/v1/subjects/x", "/metrics/", "/v1/stream/orders/consumers/", "/v1/stream/orders/consumers/a/b"] {
             assert_eq!(Route::parse(path), None, "{path}");
         }
     }
@@ -127,5 +147,7 @@ mod tests {
         assert_eq!(Route::Subject.allow(), "GET, POST, DELETE, OPTIONS");
         assert_eq!(Route::File.allow(), "GET, HEAD, PUT, POST, DELETE, OPTIONS");
         assert_eq!(Route::FileList.allow(), "GET, OPTIONS");
+        assert_eq!(Route::SubjectConsumer.allow(), "PUT, DELETE, OPTIONS");
+        assert_eq!(Route::Metrics.allow(), "GET, OPTIONS");
     }
 }

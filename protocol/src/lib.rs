@@ -6,11 +6,14 @@
 
 pub mod auth;
 pub mod config;
+pub mod consumers;
 pub mod dedup;
+pub mod directory;
 pub mod durable_streams;
 pub mod error;
 pub mod frame;
 pub mod http_params;
+pub mod metrics;
 pub mod rate;
 pub mod retention;
 pub mod sequence;

@@ -2,6 +2,7 @@
 //! atomically, and replies sent in that event are held by the runtime until the commit is
 //! durable, so an `ok` always means "stored".
 
+use durable_stream_protocol::consumers::StoredConsumer;
 use durable_stream_protocol::dedup::DedupRecord;
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::Seq;
@@ -26,7 +27,9 @@ CREATE TABLE IF NOT EXISTS dedup (
   msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dedup_by_ts ON dedup (ts);
-CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, acked INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS consumers (
+  name TEXT PRIMARY KEY, acked INTEGER NOT NULL, updated INTEGER NOT NULL, redelivered INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS ds_stream (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   content_type TEXT NOT NULL,
@@ -67,6 +70,10 @@ impl Meta {
         StreamBounds { first: self.first_seq, last: self.last_seq }
     }
 }
+
+/// Columns added after the first release, with their definitions: a table created before
+/// gets them on open (`ALTER TABLE … ADD COLUMN`), and its existing rows read the default.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("consumers", "redelivered", "INTEGER NOT NULL DEFAULT 0")];
 
 /// A stored message, data as the published JSON text.
 pub struct StoredMessage {
@@ -115,11 +122,23 @@ impl Store {
     pub fn open(sql: SqlStorage, subject: &str, new_epoch: impl FnOnce() -> String) -> Result<(Store, Meta)> {
         let store = Store { sql, oldest_dedup: Rc::default() };
         store.sql.exec(SCHEMA, None)?;
+        store.add_missing_columns()?;
         let meta = match store.load_meta()? {
             Some(meta) => meta,
             None => store.create_meta(subject, new_epoch())?,
         };
         Ok((store, meta))
+    }
+
+    /// Brings tables created by an earlier version up to [`ADDED_COLUMNS`].
+    fn add_missing_columns(&self) -> Result<()> {
+        for (table, column, definition) in ADDED_COLUMNS {
+            let present = self.first_row("SELECT 1 FROM pragma_table_info(?) WHERE name = ?", vec![(*table).into(), (*column).into()])?;
+            if present.is_none() {
+                self.sql.exec(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"), None)?;
+            }
+        }
+        Ok(())
     }
 
     fn create_meta(&self, subject: &str, epoch: String) -> Result<Meta> {
@@ -310,6 +329,34 @@ impl Store {
              ON CONFLICT (name) DO UPDATE SET acked = excluded.acked, updated = excluded.updated",
             vec![name.into(), int(acked), int(now)],
         )?;
+        Ok(())
+    }
+
+    /// The first `limit` consumers by name.
+    pub fn consumers(&self, limit: usize) -> Result<Vec<StoredConsumer>> {
+        let cursor = self.sql.exec(
+            "SELECT name, acked, redelivered, updated FROM consumers ORDER BY name LIMIT ?",
+            vec![int(limit as u64)],
+        )?;
+        cursor
+            .raw()
+            .map(|row| {
+                let mut values = row?.into_iter();
+                let mut next = || values.next().unwrap_or(SqlStorageValue::Null);
+                let name = into_string(next()).unwrap_or_default();
+                Ok(StoredConsumer { name, acked: as_u64(&next()), redelivered: as_u64(&next()), updated: as_u64(&next()) })
+            })
+            .collect()
+    }
+
+    /// Deletes a consumer; returns whether it existed.
+    pub fn delete_consumer(&self, name: &str) -> Result<bool> {
+        Ok(self.sql.exec("DELETE FROM consumers WHERE name = ?", vec![name.into()])?.rows_written() > 0)
+    }
+
+    /// Counts `messages` more redelivered messages for the consumer.
+    pub fn count_redelivered(&self, name: &str, messages: u64) -> Result<()> {
+        self.sql.exec("UPDATE consumers SET redelivered = redelivered + ? WHERE name = ?", vec![int(messages), name.into()])?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! One module per operation, each a function from a parsed request to its reply.
 
 pub mod auth;
+pub mod consumers;
 pub mod info;
 pub mod publish;
 pub mod state;
@@ -30,6 +31,9 @@ pub fn run(core: &mut Core, env: &Env, conn: &str, frame: ClientFrame, now: u64)
             state::put_over_websocket(core, id.as_ref(), state.get(), version)?
         }
         ClientFrame::Auth { id, token } => auth::refresh(core, env, conn, id.as_ref(), &token)?,
+        ClientFrame::Consumers { id } => consumers::list_over_websocket(core, id.as_ref())?,
+        ClientFrame::ConsumerDelete { id, name } => consumers::delete_over_websocket(core, id.as_ref(), &name)?,
+        ClientFrame::ConsumerReset { id, name, acked } => consumers::reset_over_websocket(core, id.as_ref(), &name, acked, now)?,
     };
     reply_to(core, conn, &reply);
     Ok(())

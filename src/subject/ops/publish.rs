@@ -57,6 +57,7 @@ pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64)
         if let DedupDecision::Duplicate { first, last } =
             dedup::decide(core.store.dedup_get(msg_id)?, now, core.config.dedup_window_ms)
         {
+            core.telemetry.counters.dedup_hits += 1;
             return Ok(Published { first, last, ts: now, duplicate: true });
         }
     }
@@ -64,6 +65,7 @@ pub fn store(core: &mut Core, messages: &[&str], msg_id: Option<&str>, now: u64)
     // Timestamps never go backwards, even if the clock does.
     let ts = now.max(core.meta.last_ts);
     core.store.append(&mut core.meta, first, last, ts, messages)?;
+    core.telemetry.time_commit(now);
     if let Some(msg_id) = msg_id {
         // Expired keys are pruned by the alarm (`Core::next_wakeup`); `dedup::decide` ignores
         // them until then.
