@@ -95,9 +95,19 @@ impl Core {
 
     /// Takes a publish of `messages` messages and `bytes` bytes from the connection's and the
     /// token's rate limits, or refuses it with `rate_limited`.
+    /// The token of connection `conn` when a per-token publish limit applies to it (a copy,
+    /// made only then: most publishes have no limit to charge).
+    pub fn rate_limited_token(&mut self, conn: &str) -> Option<TokenInfo> {
+        let token = self.sessions.get_mut(conn)?.grant.token.as_ref()?;
+        (!Rates::per_token(&self.config, &token.limits).is_unlimited()).then(|| token.clone())
+    }
+
     pub fn admit_publish(&mut self, conn: Option<&str>, token: Option<&TokenInfo>, messages: usize, bytes: usize, now: u64) -> Result<(), ProtocolError> {
-        let (messages, bytes) = (messages as u64, bytes as u64);
         let connection_rates = Rates::per_connection(&self.config);
+        if token.is_none() && connection_rates.is_unlimited() {
+            return Ok(());
+        }
+        let (messages, bytes) = (messages as u64, bytes as u64);
         let token = token.map(|t| (t.sub.as_str(), Rates::per_token(&self.config, &t.limits)));
         // Both limits are charged on copies, kept only when both admit: a refusal takes nothing.
         let mut connection = conn

@@ -41,7 +41,7 @@ pub fn over_websocket(
     now: u64,
 ) -> std::result::Result<(), Failure> {
     let messages: Vec<&str> = payload.messages().iter().map(|m| m.get()).collect();
-    let token = core.sessions.get_mut(conn).and_then(|s| s.grant.token.clone());
+    let token = core.rate_limited_token(conn);
     core.admit_publish(Some(conn), token.as_ref(), messages.len(), messages.iter().map(|m| m.len()).sum(), now)?;
     let published = store(core, &messages, msg_id, now)?;
     reply_to(core, conn, &encode_ok(id, published.reply_fields(matches!(payload, Payload::Batch(_)))));
