@@ -41,13 +41,16 @@ export function consumersPanel(host, context) {
     h("p", {}, "No durable consumers."),
     h("p", { class: "muted" }, 'A subscriber creates one by naming it: {"op":"sub","consumer":"billing"}.'),
   );
-  host.append(notice.element, problem.element, h("div", { class: "table-wrap" }, table), empty);
+  // The server lists at most 1,000 consumers (by name) and says when there are more.
+  const more = h("p", { class: "muted", hidden: true }, "Showing the first 1,000 consumers by name; the subject has more.");
+  host.append(notice.element, problem.element, h("div", { class: "table-wrap" }, table), more, empty);
 
   const refresh = poller(async () => {
     try {
-      const [{ consumers, last }, info] = await Promise.all([listConsumers(subject), context.refreshInfo()]);
+      const [{ consumers, last, truncated }, info] = await Promise.all([listConsumers(subject), context.refreshInfo()]);
       problem.clear();
       render(consumers, last, info);
+      more.hidden = !truncated;
     } catch (error) {
       problem.show(describeError(`Could not list the consumers of ${subject}`, error));
     }
@@ -112,7 +115,11 @@ export function consumersPanel(host, context) {
   async function remove(consumer) {
     const removed = await openDialog({
       title: `Delete ${consumer.name}?`,
-      body: h("p", {}, `Its position (#${formatCount(consumer.acked)}) is forgotten. A subscriber that uses the name again starts a new consumer.`),
+      body: h(
+        "p",
+        {},
+        `Its position (#${formatCount(consumer.acked)}) is forgotten${consumer.connected ? ", and the connection subscribed as it now is told and stops receiving" : ""}. A subscriber that uses the name again starts a new consumer.`,
+      ),
       confirmLabel: "Delete consumer",
       danger: true,
       describe: (error) => describeError(`Could not delete ${consumer.name}`, error),

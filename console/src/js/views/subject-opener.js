@@ -8,7 +8,9 @@ const SUBJECT_NAME = /^[A-Za-z0-9._~-]{1,128}$/;
 
 export const subjectHref = (subject, tab = "") => `#/subject/${encodeURIComponent(subject)}${tab ? `/${tab}` : ""}`;
 
-export const subjectLink = (subject) => h("a", { href: subjectHref(subject), class: "subject-link" }, subject);
+/** A link to the subject's page; a long name may wrap after each dot (orders.eu.…). */
+export const subjectLink = (subject) =>
+  h("a", { href: subjectHref(subject), class: "subject-link" }, subject.split(".").map((part, i) => (i ? [".", h("wbr"), part] : part)));
 
 export function subjectOpener() {
   const input = h("input", { id: "open-subject", name: "subject", autocomplete: "off", spellcheck: "false", placeholder: "orders", "aria-describedby": "open-subject-error" });

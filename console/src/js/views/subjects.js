@@ -10,6 +10,8 @@ import { drawSparkline, emptySparkline } from "../sparkline.js";
 import { subjectLink, subjectOpener } from "./subject-opener.js";
 
 const PAGE_SIZE = 100;
+/** Listing requests per refresh beyond one per page, for a token's short pages. */
+const MAX_EXTRA_REQUESTS = 4;
 const POLL_MS = 2_000;
 /** Rate samples kept per subject (one per poll): a minute of history at the poll interval. */
 const SAMPLES = 30;
@@ -140,16 +142,19 @@ export function subjectsView(main, { query }) {
     ),
   );
 
+  /** The subjects shown so far (state.pages pages' worth). A token's pages may be short, or
+   *  empty, while more follow (the Worker drops the subjects it may not see), so this asks
+   *  again until the rows are there, within MAX_EXTRA_REQUESTS more requests. */
   async function fetchLoadedPages(signal) {
     const subjects = [];
     let cursor = null;
     let asOf = null;
-    for (let page = 0; page < state.pages; page++) {
+    for (let requests = 0; requests < state.pages + MAX_EXTRA_REQUESTS; requests++) {
       const answer = await listSubjects({ prefix: state.prefix, limit: PAGE_SIZE, cursor }, { signal });
       subjects.push(...answer.subjects);
       asOf = answer.asOf;
       cursor = answer.cursor;
-      if (!cursor) break;
+      if (!cursor || subjects.length >= state.pages * PAGE_SIZE) break;
     }
     return { subjects, cursor, asOf };
   }
