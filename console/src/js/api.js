@@ -21,7 +21,7 @@ export function onCredentialRefused(listener) {
 }
 
 /** `/v1/stream/orders` etc.: each segment percent-encoded. */
-export function path(...segments) {
+function path(...segments) {
   return `/${segments.map(encodeURIComponent).join("/")}`;
 }
 
@@ -71,7 +71,7 @@ export async function request(method, target, { query, body, headers = {}, signa
   return response;
 }
 
-export async function getJson(target, options) {
+async function getJson(target, options) {
   return (await request("GET", target, options)).json();
 }
 
