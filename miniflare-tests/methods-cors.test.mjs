@@ -78,6 +78,10 @@ describe("methods", () => {
     { path: `/v1/stream/${subject}/messages/last`, allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
     { path: `/v1/stream/${subject}/state`, allow: "GET, PUT, OPTIONS", unserved: ["HEAD", "POST", "DELETE"] },
     { path: `/ds/v1/stream/${subject}`, allow: "GET, HEAD, PUT, POST, DELETE, OPTIONS", unserved: [] },
+    { path: `/v1/stream/${subject}/consumers`, allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
+    { path: `/v1/stream/${subject}/consumers/c`, allow: "PUT, DELETE, OPTIONS", unserved: ["GET", "HEAD", "POST"] },
+    { path: "/v1/subjects", allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
+    { path: "/metrics", allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
   ];
 
   test("every route answers 405 with Allow and a JSON error to every method it does not serve", async () => {

@@ -40,8 +40,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *   vars:    { NAME: "value" } overriding wrangler.toml [vars]
  *   apiKey:  the API_KEY secret; null leaves it unset (the server must refuse everything)
  *   secrets: { NAME: "value" } more secrets (.dev.vars lines; plain values without quotes or newlines)
+ *   config:  more top-level wrangler configuration (e.g. a binding wrangler.toml leaves commented out)
  */
-export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, secrets = {}, log = false } = {}) {
+export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, secrets = {}, config: extra = {}, log = false } = {}) {
   const entry = join(ROOT, "build", "index.js");
   if (!existsSync(entry)) {
     throw new Error(`${entry} is missing: build the Worker first (bash scripts/build-worker.sh)`);
@@ -53,7 +54,13 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
   cpSync(join(ROOT, "build"), join(configDir, "build"), { recursive: true });
   delete config.build;
   config.main = join(configDir, "build", "index.js");
+  if (config.assets) {
+    // The console's static files, copied for the same reason (wrangler watches them too).
+    cpSync(join(ROOT, config.assets.directory), join(configDir, "assets"), { recursive: true });
+    config.assets.directory = join(configDir, "assets");
+  }
   config.vars = { ...config.vars, ...vars };
+  Object.assign(config, extra);
   writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
   const devVars = { ...(apiKey == null ? {} : { API_KEY: apiKey }), ...secrets };
   writeFileSync(join(configDir, ".dev.vars"), Object.entries(devVars).map(([name, value]) => `${name}=${value}\n`).join(""));

@@ -66,6 +66,7 @@ durable-stream is serving $url
   local data:  $persist (delete it to start empty)
   API key:     $key, from .dev.vars$created_dev_vars; change it there and restart
                (in production it is a secret: wrangler secret put API_KEY)
+  console:     $url/console/ (sign in with the API key)
   build log:   $BUILD_LOG
 
 Try this next:

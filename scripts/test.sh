@@ -24,7 +24,8 @@ echo "== the Worker's JavaScript-facing modules on wasm32 under Node (wasm-bindg
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner cargo test --target wasm32-unknown-unknown -p durable-stream --lib
 )
 
-echo "== Worker on workerd (miniflare-tests) =="
+echo "== Worker on workerd (miniflare-tests; the console in headless Chromium) =="
+(source scripts/toolchain.sh && ensure_chromium)
 node_modules/.bin/node --test --test-concurrency=1 'miniflare-tests/*.test.mjs'
 
 echo "== Durable Streams conformance suite on workerd (/ds) =="

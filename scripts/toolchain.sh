@@ -90,6 +90,21 @@ ensure_wasm_target() {
   mkdir -p "$(rustc --target wasm32-unknown-unknown --print target-libdir)"
 }
 
+install_chromium() {
+  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium-headless-shell
+}
+
+# The console's browser tests drive a real headless Chromium through playwright-core (whose own
+# browser download is not used): Debian's chromium-headless-shell, or the binary CHROMIUM_PATH
+# names (miniflare-tests/browser.mjs reads it too).
+ensure_chromium() {
+  if [ -n "${CHROMIUM_PATH:-}" ]; then
+    [ -x "$CHROMIUM_PATH" ] || { log "CHROMIUM_PATH=$CHROMIUM_PATH is not an executable"; exit 1; }
+  elif [ ! -x /usr/bin/chromium-headless-shell ]; then
+    step "installing chromium-headless-shell for the console's browser tests (apt-get)" install_chromium
+  fi
+}
+
 ensure_worker_toolchain() {
   ensure_node_modules
   ensure_cargo_tool worker-build worker-build "$WORKER_BUILD_VERSION"

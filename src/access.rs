@@ -11,8 +11,8 @@ use durable_stream_protocol::ClientFrame;
 pub fn frame(frame: &ClientFrame) -> Actions {
     match frame {
         ClientFrame::Publish { .. } => Actions::PUB,
-        ClientFrame::Subscribe { .. } | ClientFrame::Info { .. } | ClientFrame::Get { .. } => Actions::SUB,
-        ClientFrame::Trim { .. } => Actions::ADMIN,
+        ClientFrame::Subscribe { .. } | ClientFrame::Info { .. } | ClientFrame::Get { .. } | ClientFrame::Consumers { .. } => Actions::SUB,
+        ClientFrame::Trim { .. } | ClientFrame::ConsumerDelete { .. } | ClientFrame::ConsumerReset { .. } => Actions::ADMIN,
         ClientFrame::StateGet { .. } | ClientFrame::StatePut { .. } => Actions::STATE,
         ClientFrame::Ack { .. } | ClientFrame::Unsubscribe { .. } | ClientFrame::Auth { .. } => Actions::NONE,
     }
@@ -24,9 +24,9 @@ pub fn subject_request(route: Route, method: &str, upgrade: bool) -> Actions {
     match (route, method) {
         (Route::Subject, "GET") if upgrade => Actions::NONE,
         (Route::Subject, "POST") => Actions::PUB,
-        (Route::Subject | Route::SubjectMessages, "DELETE") => Actions::ADMIN,
+        (Route::Subject | Route::SubjectMessages, "DELETE") | (Route::SubjectConsumer, _) => Actions::ADMIN,
         (Route::SubjectState, _) => Actions::STATE,
-        // Info and reads.
+        // Info, reads and the consumer listing.
         _ => Actions::SUB,
     }
 }
@@ -67,6 +67,9 @@ mod tests {
             (Route::SubjectMessages, "DELETE", false, Actions::ADMIN),
             (Route::SubjectState, "GET", false, Actions::STATE),
             (Route::SubjectState, "PUT", false, Actions::STATE),
+            (Route::SubjectConsumers, "GET", false, Actions::SUB),
+            (Route::SubjectConsumer, "PUT", false, Actions::ADMIN),
+            (Route::SubjectConsumer, "DELETE", false, Actions::ADMIN),
         ];
         for (route, method, upgrade, needed) in cases {
             assert_eq!(subject_request(route, method, upgrade), needed, "{route:?} {method}");
@@ -98,6 +101,9 @@ mod tests {
             (r#"{"op":"ack","seq":1}"#, Actions::NONE),
             (r#"{"op":"unsub"}"#, Actions::NONE),
             (r#"{"op":"auth","token":"t"}"#, Actions::NONE),
+            (r#"{"op":"consumers"}"#, Actions::SUB),
+            (r#"{"op":"consumer.delete","name":"c"}"#, Actions::ADMIN),
+            (r#"{"op":"consumer.reset","name":"c","acked":0}"#, Actions::ADMIN),
         ];
         for (text, needed) in cases {
             let parsed = durable_stream_protocol::frame::parse_client_frame(text, &config).unwrap();

@@ -11,6 +11,16 @@ pub enum Failure {
     Internal(worker::Error),
 }
 
+impl Failure {
+    /// The error code the client is answered with.
+    pub fn code(&self) -> durable_stream_protocol::ErrorCode {
+        match self {
+            Failure::Client(error) => error.code,
+            Failure::Internal(_) => durable_stream_protocol::ErrorCode::Internal,
+        }
+    }
+}
+
 impl From<ProtocolError> for Failure {
     fn from(e: ProtocolError) -> Self {
         Failure::Client(e)
@@ -32,6 +42,16 @@ pub fn json_text_response(status: u16, body: String) -> worker::Result<Response>
     headers.set("content-type", "application/json")?;
     headers.set("cache-control", "no-store")?;
     Ok(Response::ok(body)?.with_status(status).with_headers(headers))
+}
+
+/// A request's query parameters, decoded, in order.
+pub fn query(req: &worker::Request) -> worker::Result<Vec<(String, String)>> {
+    Ok(req.url()?.query_pairs().map(|(name, value)| (name.into_owned(), value.into_owned())).collect())
+}
+
+/// The parameters of [`query`] as borrowed pairs, as the parsers in `protocol` take them.
+pub fn pairs(query: &[(String, String)]) -> impl Iterator<Item = (&str, &str)> {
+    query.iter().map(|(name, value)| (name.as_str(), value.as_str()))
 }
 
 /// `Retry-After` (whole seconds, at least 1) for an error that says how long to wait.

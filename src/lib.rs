@@ -8,6 +8,7 @@ mod access;
 mod auth;
 mod body;
 mod cors;
+mod directory;
 mod files;
 mod hex;
 mod http;
@@ -28,6 +29,7 @@ use worker::worker_sys::{self, web_sys};
 use worker::{event, Context, Env, Request, Response};
 
 pub use files::FileUploads;
+pub use directory::Directory;
 pub use revocations::Revocations;
 pub use subject::Subject;
 
@@ -102,7 +104,16 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http:
                 _ => tokens::list_revocations(env).await,
             }
         }
-        Route::Subject | Route::SubjectMessages | Route::SubjectMessage | Route::SubjectState => {
+        Route::Subjects => {
+            let principal = auth::authenticate(&req, env).await?;
+            directory::listing::handle(&req, env, &principal).await
+        }
+        Route::Metrics => {
+            let principal = auth::authenticate(&req, env).await?;
+            principal.require_master("metrics")?;
+            directory::scrape::handle(&req, env).await
+        }
+        Route::Subject | Route::SubjectMessages | Route::SubjectMessage | Route::SubjectState | Route::SubjectConsumers | Route::SubjectConsumer => {
             let principal = auth::authenticate(&req, env).await?;
             let subject = path.trim_start_matches("/v1/stream/").split('/').next().unwrap_or_default();
             validate_subject(subject)?;

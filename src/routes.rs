@@ -15,6 +15,14 @@ pub enum Route {
     /// `/v1/stream/{subject}/messages/{seq}` (or `…/messages/last`): one message.
     SubjectMessage,
     SubjectState,
+    /// `/v1/stream/{subject}/consumers`: the subject's durable consumers.
+    SubjectConsumers,
+    /// `/v1/stream/{subject}/consumers/{name}`: reset or delete one.
+    SubjectConsumer,
+    /// `/v1/subjects`: the subject directory.
+    Subjects,
+    /// `/metrics`: Prometheus metrics (API key only).
+    Metrics,
     /// `/ds/v1/stream/{name}`: the Durable Streams mount.
     DsStream,
     /// `/v1/tokens`: minting (API key only).
@@ -41,6 +49,8 @@ impl Route {
             return Some(Route::File);
         }
         match path {
+            "/v1/subjects" => return Some(Route::Subjects),
+            "/metrics" => return Some(Route::Metrics),
             "/v1/tokens" => return Some(Route::Tokens),
             "/v1/tokens/revoke" => return Some(Route::TokenRevoke),
             "/v1/tokens/revocations" => return Some(Route::TokenRevocations),
@@ -54,8 +64,10 @@ impl Route {
             None => Some(Route::Subject),
             Some((_, "messages")) => Some(Route::SubjectMessages),
             Some((_, "state")) => Some(Route::SubjectState),
-            Some((_, sub)) => match sub.strip_prefix("messages/") {
-                Some(message) if !message.is_empty() && !message.contains('/') => Some(Route::SubjectMessage),
+            Some((_, "consumers")) => Some(Route::SubjectConsumers),
+            Some((_, tail)) => match (tail.strip_prefix("messages/"), tail.strip_prefix("consumers/")) {
+                (Some(message), _) if !message.is_empty() && !message.contains('/') => Some(Route::SubjectMessage),
+                (_, Some(name)) if !name.is_empty() && !name.contains('/') => Some(Route::SubjectConsumer),
                 _ => None,
             },
         }
@@ -65,13 +77,14 @@ impl Route {
     fn served(self) -> &'static [&'static str] {
         match self {
             Route::Health => &["GET", "HEAD"],
-            Route::FileList | Route::TokenRevocations => &["GET"],
+            Route::FileList | Route::TokenRevocations | Route::Subjects | Route::Metrics | Route::SubjectConsumers => &["GET"],
             Route::Tokens | Route::TokenRevoke => &["POST"],
             Route::File | Route::DsStream => &["GET", "HEAD", "PUT", "POST", "DELETE"],
             Route::Subject => &["GET", "POST", "DELETE"],
             Route::SubjectMessages => &["GET", "DELETE"],
             Route::SubjectMessage => &["GET"],
             Route::SubjectState => &["GET", "PUT"],
+            Route::SubjectConsumer => &["PUT", "DELETE"],
         }
     }
 
@@ -110,6 +123,10 @@ mod tests {
         assert_eq!(Route::parse("/v1/tokens"), Some(Route::Tokens));
         assert_eq!(Route::parse("/v1/tokens/revoke"), Some(Route::TokenRevoke));
         assert_eq!(Route::parse("/v1/tokens/revocations"), Some(Route::TokenRevocations));
+        assert_eq!(Route::parse("/v1/subjects"), Some(Route::Subjects));
+        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
+        assert_eq!(Route::parse("/v1/stream/orders/consumers"), Some(Route::SubjectConsumers));
+        assert_eq!(Route::parse("/v1/stream/orders/consumers/billing"), Some(Route::SubjectConsumer));
     }
 
     #[test]
@@ -126,6 +143,11 @@ mod tests {
             "/ds/v1/other",
             "/v1/tokens/",
             "/v1/tokens/x",
+            "/v1/subjects/",
+            "/v1/subjects/x",
+            "/metrics/",
+            "/v1/stream/orders/consumers/",
+            "/v1/stream/orders/consumers/a/b",
         ] {
             assert_eq!(Route::parse(path), None, "{path}");
         }
@@ -148,5 +170,7 @@ mod tests {
         assert_eq!(Route::File.allow(), "GET, HEAD, PUT, POST, DELETE, OPTIONS");
         assert_eq!(Route::FileList.allow(), "GET, OPTIONS");
         assert_eq!(Route::SubjectMessage.allow(), "GET, OPTIONS");
+        assert_eq!(Route::SubjectConsumer.allow(), "PUT, DELETE, OPTIONS");
+        assert_eq!(Route::Metrics.allow(), "GET, OPTIONS");
     }
 }

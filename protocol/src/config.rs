@@ -131,32 +131,11 @@ pub const VARIABLES: &[&str] = &[
 /// serde_json reads by default.
 pub const MAX_JSON_DEPTH_LIMIT: u64 = 124;
 
-/// One integer variable through `lookup`: `default` when unset or blank, else a non-negative
-/// integer within `min..=max`.
-pub(crate) fn read_variable(
-    lookup: impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = lookup(variable) else { return Ok(default) };
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Ok(default);
-    }
-    let value: u64 = raw.parse().map_err(|_| ConfigError { variable, reason: "expected a non-negative integer".into() })?;
-    if value < min || value > max {
-        return Err(ConfigError { variable, reason: format!("must be between {min} and {max}") });
-    }
-    Ok(value)
-}
-
 impl Config {
     /// Reads every variable through `lookup` (None = unset, keeps the default).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let d = Config::default();
-        let read = |variable, default, min, max| read_variable(&lookup, variable, default, min, max);
+        let read = |variable: &'static str, default: u64, min: u64, max: u64| read_integer(&lookup, variable, default, min, max);
         const MIB: u64 = 1024 * 1024;
         let config = Config {
             max_frame_bytes: read("MAX_FRAME_BYTES", d.max_frame_bytes as u64, 1024, 32 * MIB)? as usize,
@@ -191,6 +170,30 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+/// Reads one integer variable through `lookup`: `default` when unset or blank, else a
+/// non-negative integer from `min` to `max`.
+pub fn read_integer(lookup: impl Fn(&str) -> Option<String>, variable: &'static str, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let Some(raw) = lookup(variable) else { return Ok(default) };
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(default);
+    }
+    let value: u64 = raw.parse().map_err(|_| ConfigError { variable, reason: "expected a non-negative integer".into() })?;
+    if value < min || value > max {
+        return Err(ConfigError { variable, reason: format!("must be between {min} and {max}") });
+    }
+    Ok(value)
+}
+
+/// The value of a `[vars]` entry in the project's wrangler.toml, for the tests that check it
+/// sets each variable to its default.
+#[cfg(test)]
+pub(crate) fn wrangler_toml_var(name: &str) -> Option<String> {
+    include_str!("../../wrangler.toml")
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().trim_matches('"').to_owned()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! client: R2's multipart limits, the server's file limits, the JSON bodies both sides exchange,
 //! and the checks of part numbers, part sizes and the part list that completes an upload.
 
-use crate::config::{read_variable, ConfigError};
+use crate::config::{read_integer, ConfigError};
 use crate::error::ProtocolError;
 use serde::{Deserialize, Serialize};
 
@@ -48,7 +48,7 @@ impl FileLimits {
     /// Reads the three variables through `lookup` (None or blank = the default).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<FileLimits, ConfigError> {
         let d = FileLimits::default();
-        let read = |variable, default, min, max| read_variable(&lookup, variable, default, min, max);
+        let read = |variable, default, min, max| read_integer(&lookup, variable, default, min, max);
         Ok(FileLimits {
             max_file_bytes: read("MAX_FILE_BYTES", d.max_file_bytes, 1, R2_MAX_OBJECT_BYTES)?,
             single_put_max_bytes: read("FILE_SINGLE_PUT_MAX_BYTES", d.single_put_max_bytes, 1, R2_SINGLE_PUT_MAX_BYTES)?,

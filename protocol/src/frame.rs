@@ -86,6 +86,11 @@ pub enum ClientFrame {
     Get { id: Option<RequestId>, message: MessageRef },
     /// Replaces the connection's access token in-band (before the old one expires).
     Auth { id: Option<RequestId>, token: String },
+    /// Lists the subject's durable consumers.
+    Consumers { id: Option<RequestId> },
+    ConsumerDelete { id: Option<RequestId>, name: String },
+    /// Moves a durable consumer's acknowledged position (see `consumers`).
+    ConsumerReset { id: Option<RequestId>, name: String, acked: Seq },
 }
 
 impl ClientFrame {
@@ -100,7 +105,10 @@ impl ClientFrame {
             | ClientFrame::StateGet { id }
             | ClientFrame::StatePut { id, .. }
             | ClientFrame::Get { id, .. }
-            | ClientFrame::Auth { id, .. } => id.as_ref(),
+            | ClientFrame::Auth { id, .. }
+            | ClientFrame::Consumers { id }
+            | ClientFrame::ConsumerDelete { id, .. }
+            | ClientFrame::ConsumerReset { id, .. } => id.as_ref(),
         }
     }
 }
@@ -217,11 +225,13 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
         "pub" => &["data", "batch", "headers", "msgId", "expectLastSeq"],
         "sub" => &["from", "consumer", "window"],
         "ack" => &["seq"],
-        "unsub" | "info" | "state.get" => &[],
+        "unsub" | "info" | "state.get" | "consumers" => &[],
         "trim" => &["upto"],
         "state.put" => &["state", "version"],
         "get" => &["seq"],
         "auth" => &["token"],
+        "consumer.delete" => &["name"],
+        "consumer.reset" => &["name", "acked"],
         _ => return Err(ProtocolError::bad_request(format!("unknown op {op:?}"))),
     };
     if let Some(unknown) = fields
@@ -255,6 +265,13 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
         },
         "get" => ClientFrame::Get { id, message: required(fields, "seq", parse_message_ref)? },
         "auth" => ClientFrame::Auth { id, token: required(fields, "token", |raw| parse_token(raw))? },
+        "consumers" => ClientFrame::Consumers { id },
+        "consumer.delete" => ClientFrame::ConsumerDelete { id, name: required(fields, "name", |raw| parse_name(raw, "name"))? },
+        "consumer.reset" => ClientFrame::ConsumerReset {
+            id,
+            name: required(fields, "name", |raw| parse_name(raw, "name"))?,
+            acked: required(fields, "acked", |raw| parse_seq(raw, "acked", 0))?,
+        },
         _ => unreachable!("op was checked against the allowed list above"),
     };
     Ok(frame)
@@ -554,6 +571,12 @@ pub fn encode_skipped(first: Seq, last: Seq) -> String {
     serde_json::json!({ "op": "skipped", "first": first, "last": last }).to_string()
 }
 
+/// `{"op":"reset","consumer":…,"acked":N}`: the subscription's durable consumer was moved to
+/// `acked`; what was in flight is dropped and delivery continues at `acked + 1`.
+pub fn encode_reset(consumer: &str, acked: Seq) -> String {
+    serde_json::json!({ "op": "reset", "consumer": consumer, "acked": acked }).to_string()
+}
+
 /// A message as clients decode it.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Message {
@@ -586,6 +609,8 @@ pub enum ServerFrame {
     Msgs { messages: Vec<Message> },
     #[serde(rename = "skipped")]
     Skipped { first: Seq, last: Seq },
+    #[serde(rename = "reset")]
+    Reset { consumer: String, acked: Seq },
 }
 
 impl ServerFrame {
@@ -870,6 +895,23 @@ mod tests {
     }
 
     #[test]
+    fn consumer_operations() {
+        assert!(matches!(parse(r#"{"op":"consumers","id":1}"#).unwrap(), ClientFrame::Consumers { .. }));
+        let ClientFrame::ConsumerDelete { name, .. } = parse(r#"{"op":"consumer.delete","name":"billing"}"#).unwrap() else { panic!() };
+        assert_eq!(name, "billing");
+        let ClientFrame::ConsumerReset { id, name, acked } = parse(r#"{"op":"consumer.reset","id":"r","name":"b-1","acked":0}"#).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((id, name.as_str(), acked), (Some(RequestId::from("r")), "b-1", 0));
+        assert_eq!(err(r#"{"op":"consumer.delete"}"#).error.message, "missing field `name`");
+        assert!(err(r#"{"op":"consumer.delete","name":"a/b"}"#).error.message.starts_with("name may only contain"));
+        assert!(err(r#"{"op":"consumer.reset","name":"b"}"#).error.message.contains("`acked`"));
+        assert!(err(r#"{"op":"consumer.reset","name":"b","acked":-1}"#).error.message.contains("`acked` must be an integer between 0"));
+        assert!(err(r#"{"op":"consumers","name":"b"}"#).error.message.contains("unknown field `name`"));
+    }
+
+    #[test]
     fn server_frames_decode_as_encoded() {
         let hello = ServerFrame::parse(&encode_hello("orders", 12, "e1", None)).unwrap();
         assert_eq!(hello, ServerFrame::Hello { subject: "orders".into(), last: 12, epoch: "e1".into() });
@@ -905,6 +947,7 @@ mod tests {
         assert_eq!(messages[0].headers, Some([("t".to_owned(), "x".to_owned())].into()));
         assert_eq!(messages[1], Message { seq: 3, ts: 12, headers: None, data: json!("x"), redelivered: true });
         assert_eq!(ServerFrame::parse(&encode_skipped(4, 9)).unwrap(), ServerFrame::Skipped { first: 4, last: 9 });
+        assert_eq!(ServerFrame::parse(&encode_reset("billing", 3)).unwrap(), ServerFrame::Reset { consumer: "billing".into(), acked: 3 });
         let page: serde_json::Value = serde_json::from_str(&encode_page(
             &[OutgoingMessage { seq: 7, ts: 1, headers: None, data: "[1]" }, OutgoingMessage { seq: 8, ts: 2, headers: Some(r#"{"a":"b"}"#), data: "{}" }],
             9,

@@ -32,7 +32,7 @@ impl ReadParams {
     }
 }
 
-fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ProtocolError> {
+pub(crate) fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ProtocolError> {
     // Digits only: u64's parser would also accept a leading '+'.
     Some(value)
         .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
@@ -41,7 +41,7 @@ fn number(name: &str, value: &str, min: u64, max: u64) -> Result<u64, ProtocolEr
         .ok_or_else(|| ProtocolError::bad_request(format!("`{name}` must be an integer between {min} and {max}")))
 }
 
-fn unknown(name: &str) -> ProtocolError {
+pub(crate) fn unknown(name: &str) -> ProtocolError {
     ProtocolError::bad_request(format!("unknown query parameter `{name}`"))
 }
 
@@ -57,7 +57,7 @@ pub fn repeated_parameter(name: &str) -> ProtocolError {
 }
 
 /// The route's own parameters: shared ones left out, each name at most once.
-fn route_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<(&'a str, &'a str)>, ProtocolError> {
+pub(crate) fn route_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Vec<(&'a str, &'a str)>, ProtocolError> {
     let mut params: Vec<(&str, &str)> = Vec::new();
     for (name, value) in pairs.into_iter().filter(|(name, _)| !is_shared(name)) {
         if params.iter().any(|(seen, _)| *seen == name) {
@@ -85,7 +85,7 @@ pub fn parse_read_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>
     Ok(params)
 }
 
-/// A route without parameters of its own (`GET …/messages/{seq}`): any is refused.
+/// A route without parameters of its own (`GET …/messages/{seq}`, the consumer routes): any is refused.
 pub fn parse_no_params<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<(), ProtocolError> {
     match route_params(pairs)?.first() {
         Some((name, _)) => Err(unknown(name)),

@@ -6,7 +6,9 @@
 
 pub mod auth;
 pub mod config;
+pub mod consumers;
 pub mod dedup;
+pub mod directory;
 pub mod durable_streams;
 pub mod error;
 pub mod files;
@@ -14,6 +16,7 @@ pub mod frame;
 pub mod get;
 pub mod headers;
 pub mod http_params;
+pub mod metrics;
 pub mod publish;
 pub mod publish_body;
 pub mod rate;

@@ -157,6 +157,18 @@ impl Subscription {
         }
     }
 
+    /// Moves the subscription to a new acknowledged position (a consumer reset): what was in
+    /// flight is dropped, neither redelivered nor reported skipped, and delivery continues right
+    /// after `acked` (again from there after a rewind, past the skipped ones after a move ahead).
+    /// Acks are checked exactly again: the old window no longer counts as delivered.
+    pub fn reset_to(&mut self, acked: Seq) {
+        self.acked = acked;
+        self.sent = acked;
+        self.deadline = None;
+        self.deliveries = 1;
+        self.ack_limit = 0;
+    }
+
     pub fn is_due(&self, now: u64) -> bool {
         self.deadline.is_some_and(|deadline| deadline <= now)
     }
@@ -312,6 +324,27 @@ mod tests {
         assert_eq!(sub.redeliver(450, 100, 3), Some(Redelivery::Skip(2..=3)));
         assert_eq!((sub.acked, sub.deadline), (3, None));
         assert_eq!(sub.redeliver(10_000, 100, 3), None);
+    }
+
+    #[test]
+    fn a_reset_drops_the_window_and_continues_after_the_new_position() {
+        let b = bounds(1, 30);
+        // Rewind: 1..=10 in flight, acked up to 4; reset to 2.
+        let mut sub = Subscription::new(1, 10, Some("c".into()));
+        sub.record_sent(10, 0, 100);
+        assert!(sub.ack(4, 1, 100).unwrap());
+        sub.reset_to(2);
+        assert_eq!((sub.acked, sub.sent, sub.deadline, sub.deliveries), (2, 2, None, 1));
+        assert_eq!(sub.sendable(b), Some(3..=12), "3.. again, with a full window");
+        assert_eq!(sub.redeliver(10_000, 100, 5), None, "nothing left in flight to redeliver");
+        // Ahead: 1..=10 in flight; reset to 20 skips 11..=20 and nothing of the old window stays.
+        let mut sub = Subscription::new(1, 10, None).restored();
+        sub.record_sent(10, 0, 100);
+        sub.reset_to(20);
+        assert_eq!(sub.sendable(b), Some(21..=30));
+        assert!(sub.ack(25, 1, 100).is_err(), "the window restored from an attachment no longer counts");
+        sub.record_sent(30, 2, 100);
+        assert!(sub.ack(25, 3, 100).unwrap());
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! The subject's HTTP API: the same operations as the WebSocket frames, for clients that do not
 //! hold a connection open (cron jobs, webhooks, backends).
 
-use super::ops::{get, info, publish, state, trim};
+use super::ops::{consumers, get, info, publish, state, trim};
 use super::store::{Draft, StoredMessage};
 use super::{ds, grant_of, now_ms, Subject};
 use crate::body::read_limited;
-use crate::http::{error_response, json_response, json_text_response, Failure};
+use crate::http::{self, error_response, json_response, json_text_response, pairs, Failure};
+use durable_stream_protocol::consumers::{parse_reset_body, validate_name};
 use durable_stream_protocol::frame::{encode_message, encode_page, OutgoingMessage};
 use durable_stream_protocol::get::MessageRef;
 use durable_stream_protocol::http_params::{
@@ -25,16 +26,14 @@ use worker::{Delay, Method, Request, Response};
 
 /// Close code sent to every socket of a subject that is deleted.
 pub const SUBJECT_DELETED_CLOSE_CODE: u16 = 4001;
+/// Largest body of a consumer reset (`{"acked":N}`).
+const MAX_RESET_BODY_BYTES: usize = 1024;
 
 type Query = Vec<(String, String)>;
 
-fn pairs(query: &Query) -> impl Iterator<Item = (&str, &str)> {
-    query.iter().map(|(name, value)| (name.as_str(), value.as_str()))
-}
-
 impl Subject {
     pub(super) async fn handle_http(&self, mut req: Request, rest: &[&str]) -> Result<Response, Failure> {
-        let query: Query = req.url()?.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+        let query: Query = http::query(&req)?;
         match (req.method(), rest) {
             (Method::Post, []) => self.publish(&mut req, &query).await,
             (Method::Get, []) => Ok(json_response(200, &self.with_core(None, |core| info::info(core))??)?),
@@ -50,6 +49,15 @@ impl Subject {
                 let upto = parse_upto(pairs(&query))?;
                 let result = self.with_core(None, |core| trim::trim(core, upto, now_ms()))??;
                 Ok(json_response(200, &result)?)
+            }
+            (Method::Get, ["consumers"]) => {
+                parse_no_params(pairs(&query))?;
+                Ok(json_response(200, &self.with_core(None, |core| consumers::list(core))??)?)
+            }
+            (Method::Put | Method::Delete, ["consumers", name]) => {
+                parse_no_params(pairs(&query))?;
+                validate_name(name)?;
+                self.change_consumer(&mut req, name).await
             }
             (Method::Get, ["state"]) => self.get_state(),
             (Method::Put, ["state"]) => self.put_state(&mut req).await,
@@ -154,6 +162,24 @@ impl Subject {
         Ok(json_response(200, &json!({ "deleted": true, "epoch": epoch }))?)
     }
 
+    /// `PUT …/consumers/{name}` with `{"acked":N}` (reset), or `DELETE` (delete).
+    async fn change_consumer(&self, req: &mut Request, name: &str) -> Result<Response, Failure> {
+        let reset_to = match req.method() {
+            Method::Put => Some(parse_reset_body(&read_body(req, MAX_RESET_BODY_BYTES).await?)?),
+            _ => None,
+        };
+        let (result, wakeup) = self.with_core(None, |core| -> Result<_, Failure> {
+            let result = match reset_to {
+                Some(acked) => consumers::reset(core, name, acked, now_ms())?,
+                None => consumers::delete(core, name)?,
+            };
+            Ok((result, self.wanted_alarm(core)?))
+        })??;
+        // A reset subscription may have messages in flight again: their redelivery needs the alarm.
+        self.schedule(wakeup).await?;
+        Ok(json_response(200, &result)?)
+    }
+
     fn get_state(&self) -> Result<Response, Failure> {
         let (state, version) = self.with_core(None, |core| state::get(core))??;
         let mut response = json_text_response(200, state)?;
@@ -181,7 +207,10 @@ impl Subject {
                 Ok(response)
             }
             // A failed If-Match is a precondition failure in HTTP terms.
-            Err(Failure::Client(e)) if e.code == ErrorCode::Conflict => Ok(error_response(&e).with_status(412)),
+            Err(Failure::Client(e)) if e.code == ErrorCode::Conflict => {
+                self.count_error(e.code);
+                Ok(error_response(&e).with_status(412))
+            }
             Err(other) => Err(other),
         }
     }

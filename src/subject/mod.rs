@@ -8,6 +8,7 @@ mod http_api;
 mod ops;
 mod sessions;
 mod store;
+mod telemetry;
 
 use crate::http::{self, Failure};
 use crate::panic_guard::abort_on_panic;
@@ -17,6 +18,7 @@ use delivery::pump;
 use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
 use durable_stream_protocol::subscription::Redelivery;
 use durable_stream_protocol::wakeup::rearm_time;
+use durable_stream_protocol::directory::DirectoryConfig;
 use durable_stream_protocol::rate::Limiter;
 use durable_stream_protocol::token::{Grant, RevocationList};
 use durable_stream_protocol::{dedup, retention, ClientFrame, Config, ErrorCode, ProtocolError};
@@ -25,6 +27,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use store::{Meta, Store};
+use telemetry::Telemetry;
 use worker::{
     console_error, durable_object, Date, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
     WebSocketIncomingMessage, WebSocketPair,
@@ -57,6 +60,8 @@ pub(crate) struct Core {
     pub revocations_checked_at: u64,
     /// Publish rate limits per token `sub`.
     pub token_limiters: HashMap<String, Limiter>,
+    /// What the subject reports to the directory, and when.
+    pub telemetry: Telemetry,
 }
 
 fn now_ms() -> u64 {
@@ -68,6 +73,7 @@ impl Core {
     /// sockets (code 4001 with `reason`) and answers waiting readers.
     fn start_over(&mut self, reason: &str) -> Result<()> {
         self.store.wipe(&mut self.meta, random_hex(8))?;
+        self.telemetry.mark_changed();
         for session in self.sessions.drain() {
             let _ = session.ws.close(Some(http_api::SUBJECT_DELETED_CLOSE_CODE), Some(reason));
         }
@@ -98,13 +104,18 @@ impl Core {
         candidates.push(self.store.oldest_dedup_ts()?.map(|ts| dedup::forget_at(ts, self.config.dedup_window_ms)));
         candidates.push(ds::expiry_deadline(self)?);
         candidates.push(self.token_wakeup());
+        candidates.push(self.telemetry.next_report());
         Ok(candidates.into_iter().flatten().min())
     }
 
     /// Redelivers or skips what has waited too long for an ack, and applies age retention.
     fn on_alarm(&mut self, now: u64) -> Result<()> {
+        let before = (self.meta.first_seq, self.sessions.len());
         self.enforce_tokens(now);
         ops::publish::enforce_retention(self, now)?;
+        if before != (self.meta.first_seq, self.sessions.len()) {
+            self.telemetry.mark_changed();
+        }
         self.store.dedup_prune(dedup::expiry_cutoff(now, self.config.dedup_window_ms))?;
         let bounds = self.meta.bounds();
         for (_, session) in self.sessions.subscribed_mut() {
@@ -112,9 +123,14 @@ impl Core {
             sub.skip_trimmed(bounds);
             match sub.redeliver(now, self.config.ack_wait_ms, self.config.max_deliver) {
                 Some(Redelivery::Resend(range)) => {
+                    if let Some(consumer) = sub.consumer.as_deref() {
+                        self.store.count_redelivered(consumer, *range.end() - *range.start() + 1)?;
+                    }
+                    self.telemetry.mark_changed();
                     delivery::send_range(session, &self.store, &self.config, range, true, None)?;
                 }
                 Some(Redelivery::Skip(range)) => {
+                    self.telemetry.mark_changed();
                     if let Some(consumer) = sub.consumer.as_deref() {
                         self.store.set_consumer_acked(consumer, *range.end(), now)?;
                     }
@@ -135,8 +151,10 @@ impl Subject {
         if slot.is_none() {
             let lookup = |name: &str| self.env.var(name).ok().map(|v| v.to_string());
             let config = Config::from_lookup(lookup).map_err(|e| worker::Error::RustError(e.to_string()))?;
+            let directory = DirectoryConfig::from_lookup(lookup).map_err(|e| worker::Error::RustError(e.to_string()))?;
             let (store, meta) = Store::open(self.state.storage().sql(), subject.unwrap_or_default(), || random_hex(8))?;
             let ds = ds::DsCore::load(self.state.storage().sql(), lookup)?;
+            let telemetry = Telemetry::new(&meta.subject, directory.report_ms, self.state.storage());
             *slot = Some(Core {
                 config,
                 store,
@@ -147,9 +165,18 @@ impl Subject {
                 revocations: Rc::default(),
                 revocations_checked_at: 0,
                 token_limiters: HashMap::new(),
+                telemetry,
             });
         }
         Ok(f(slot.as_mut().expect("core was just loaded")))
+    }
+
+    /// Counts an error answered by this subject, if it is loaded (a request refused before it
+    /// loaded the subject is not worth loading it for).
+    fn count_error(&self, code: ErrorCode) {
+        if let Some(core) = self.core.borrow_mut().as_mut() {
+            core.telemetry.count_error(code);
+        }
     }
 
     /// Drops everything held in memory, as hibernation does: the next event reloads the
@@ -188,6 +215,13 @@ impl Subject {
         Ok(())
     }
 
+    /// Makes sure the alarm reports what an event changed (events that schedule nothing else:
+    /// those that do include the report in [`Core::next_wakeup`]).
+    async fn schedule_report(&self) -> Result<()> {
+        let due = self.core.borrow().as_ref().and_then(|core| core.telemetry.next_report());
+        self.schedule(due).await
+    }
+
     fn accept_websocket(&self, subject: &str, grant: Grant) -> std::result::Result<(Response, Option<u64>), Failure> {
         let hello = self.with_core(Some(subject), |core| {
             if core.sessions.len() >= core.config.max_connections {
@@ -212,6 +246,7 @@ impl Subject {
         self.state.accept_websocket_with_tags(&pair.server, &[&conn]);
         let wakeup = self.with_core(None, |core| {
             core.sessions.insert(conn, pair.server.clone(), grant);
+            core.telemetry.mark_changed();
             core.next_wakeup()
         })??;
         pair.server.send_with_str(hello)?;
@@ -256,7 +291,10 @@ impl Subject {
         // A wipe is always allowed: it is how a subject the protocol closed or deleted is reopened.
         let publish = req.method() == Method::Post && rest.is_empty();
         let wipe = req.method() == Method::Delete && rest.is_empty();
-        self.with_core(Some(&subject), |core| if wipe { Ok(()) } else { ds::admit(core, publish, now_ms()) })??;
+        self.with_core(Some(&subject), |core| {
+            core.telemetry.mark_changed();
+            if wipe { Ok(()) } else { ds::admit(core, publish, now_ms()) }
+        })??;
         self.handle_http(req, &rest).await
     }
 }
@@ -278,13 +316,19 @@ impl DurableObject for Subject {
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
-        Ok(http::or_error_response(abort_on_panic(&self.runtime_state, self.handle_fetch(req)).await))
+        let outcome = abort_on_panic(&self.runtime_state, self.handle_fetch(req)).await;
+        if let Err(failure) = &outcome {
+            self.count_error(failure.code());
+        }
+        self.schedule_report().await?;
+        Ok(http::or_error_response(outcome))
     }
 
     async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
         let Some(conn) = Sessions::conn_id(&self.state, &ws) else { return Ok(()) };
         let wakeup = self.with_core(None, |core| {
             let now = now_ms();
+            core.telemetry.mark_changed();
             let outcome = match message {
                 WebSocketIncomingMessage::String(text) => parse_client_frame(&text, &core.config)
                     .map_err(|e| (e.id, Failure::Client(e.error)))
@@ -307,6 +351,7 @@ impl DurableObject for Subject {
                 )),
             };
             if let Err((id, failure)) = outcome {
+                core.telemetry.count_error(failure.code());
                 let error = match failure {
                     Failure::Client(error) => error,
                     Failure::Internal(error) => {
@@ -323,7 +368,10 @@ impl DurableObject for Subject {
 
     async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _was_clean: bool) -> Result<()> {
         if let Some(conn) = Sessions::conn_id(&self.state, &ws) {
-            self.with_core(None, |core| core.sessions.remove(&conn))?;
+            self.with_core(None, |core| {
+                core.telemetry.mark_changed();
+                core.sessions.remove(&conn)
+            })?;
         }
         // Complete the closing handshake; codes the peer may not echo become a normal close.
         let code = match code as u16 {
@@ -331,23 +379,32 @@ impl DurableObject for Subject {
             _ => 1000,
         };
         let _ = ws.close(Some(code), Some("closed"));
-        Ok(())
+        self.schedule_report().await
     }
 
     async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
         if let Some(conn) = Sessions::conn_id(&self.state, &ws) {
-            self.with_core(None, |core| core.sessions.remove(&conn))?;
+            self.with_core(None, |core| {
+                core.telemetry.mark_changed();
+                core.sessions.remove(&conn)
+            })?;
         }
-        Ok(())
+        self.schedule_report().await
     }
 
     async fn alarm(&self) -> Result<Response> {
         let running = self.alarm_at.replace(Some(None)).flatten();
         self.ds_expire(now_ms()).await?;
         self.check_revocations().await?;
+        let report = self.with_core(None, |core| {
+            core.on_alarm(now_ms())?;
+            core.due_report(now_ms())
+        })??;
+        if let Some(report) = report {
+            telemetry::send(&self.env, report, &self.core).await;
+        }
         let wakeup = self.with_core(None, |core| {
             let now = now_ms();
-            core.on_alarm(now)?;
             Ok::<_, worker::Error>(core.next_wakeup()?.map(|wanted| rearm_time(wanted, now, running)))
         })??;
         self.schedule(wakeup).await?;

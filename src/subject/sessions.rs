@@ -151,6 +151,20 @@ impl Sessions {
         self.by_conn.iter_mut().filter(|(_, s)| s.sub.is_some())
     }
 
+    /// Every connection's subscription.
+    pub fn subscriptions(&self) -> impl Iterator<Item = &Subscription> {
+        self.by_conn.values().filter_map(|s| s.sub.as_ref())
+    }
+
+    /// The connections subscribed as durable consumer `name` (one at most: the newest takes
+    /// over), except `except`.
+    pub fn consumer_mut<'a>(&'a mut self, name: &'a str, except: Option<&'a str>) -> impl Iterator<Item = &'a mut Session> + 'a {
+        self.by_conn
+            .iter_mut()
+            .filter(move |(conn, s)| Some(conn.as_str()) != except && s.sub.as_ref().and_then(|sub| sub.consumer.as_deref()) == Some(name))
+            .map(|(_, s)| s)
+    }
+
     pub fn subscriber_count(&self) -> usize {
         self.by_conn.values().filter(|s| s.sub.is_some()).count()
     }

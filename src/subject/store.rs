@@ -2,6 +2,7 @@
 //! atomically, and replies sent in that event are held by the runtime until the commit is
 //! durable, so an `ok` always means "stored".
 
+use durable_stream_protocol::consumers::StoredConsumer;
 use durable_stream_protocol::dedup::DedupRecord;
 use durable_stream_protocol::frame::OutgoingMessage;
 use durable_stream_protocol::headers::Headers;
@@ -29,7 +30,9 @@ CREATE TABLE IF NOT EXISTS dedup (
   msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dedup_by_ts ON dedup (ts);
-CREATE TABLE IF NOT EXISTS consumers (name TEXT PRIMARY KEY, acked INTEGER NOT NULL, updated INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS consumers (
+  name TEXT PRIMARY KEY, acked INTEGER NOT NULL, updated INTEGER NOT NULL, redelivered INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS ds_stream (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   content_type TEXT NOT NULL,
@@ -72,8 +75,9 @@ impl Meta {
 }
 
 /// Columns added after the first release, with their definitions: a table created before
-/// gets them on open (`ALTER TABLE … ADD COLUMN`), and its existing rows read them as NULL.
-const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("messages", "headers", "TEXT")];
+/// gets them on open (`ALTER TABLE … ADD COLUMN`), and its existing rows read NULL or the default.
+const ADDED_COLUMNS: &[(&str, &str, &str)] =
+    &[("messages", "headers", "TEXT"), ("consumers", "redelivered", "INTEGER NOT NULL DEFAULT 0")];
 
 /// A stored message, data as the published JSON text.
 pub struct StoredMessage {
@@ -380,6 +384,34 @@ impl Store {
              ON CONFLICT (name) DO UPDATE SET acked = excluded.acked, updated = excluded.updated",
             vec![name.into(), int(acked), int(now)],
         )?;
+        Ok(())
+    }
+
+    /// The first `limit` consumers by name.
+    pub fn consumers(&self, limit: usize) -> Result<Vec<StoredConsumer>> {
+        let cursor = self.sql.exec(
+            "SELECT name, acked, redelivered, updated FROM consumers ORDER BY name LIMIT ?",
+            vec![int(limit as u64)],
+        )?;
+        cursor
+            .raw()
+            .map(|row| {
+                let mut values = row?.into_iter();
+                let mut next = || values.next().unwrap_or(SqlStorageValue::Null);
+                let name = into_string(next()).unwrap_or_default();
+                Ok(StoredConsumer { name, acked: as_u64(&next()), redelivered: as_u64(&next()), updated: as_u64(&next()) })
+            })
+            .collect()
+    }
+
+    /// Deletes a consumer; returns whether it existed.
+    pub fn delete_consumer(&self, name: &str) -> Result<bool> {
+        Ok(self.sql.exec("DELETE FROM consumers WHERE name = ?", vec![name.into()])?.rows_written() > 0)
+    }
+
+    /// Counts `messages` more redelivered messages for the consumer.
+    pub fn count_redelivered(&self, name: &str, messages: u64) -> Result<()> {
+        self.sql.exec("UPDATE consumers SET redelivered = redelivered + ? WHERE name = ?", vec![int(messages), name.into()])?;
         Ok(())
     }
 

@@ -78,11 +78,7 @@ mod tests {
 
     #[test]
     fn wrangler_toml_sets_every_variable_to_its_default() {
-        let toml = include_str!("../../../wrangler.toml");
-        let value = |name: &str| {
-            toml.lines()
-                .find_map(|line| line.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().trim_matches('"').to_owned()))
-        };
+        let value = crate::config::wrangler_toml_var;
         for variable in VARIABLES {
             assert!(value(variable).is_some(), "{variable} is missing from wrangler.toml [vars]");
         }

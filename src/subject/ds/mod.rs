@@ -171,7 +171,11 @@ pub fn reset_for_wipe(core: &mut Core) -> worker::Result<Option<String>> {
 
 impl Subject {
     pub(super) async fn handle_ds(&self, req: Request) -> Response {
-        or_error(self.dispatch_ds(req).await)
+        let outcome = self.dispatch_ds(req).await;
+        if let Err(refused) = &outcome {
+            self.count_error(refused.error.code);
+        }
+        or_error(outcome)
     }
 
     async fn dispatch_ds(&self, mut req: Request) -> DsResult<Response> {
@@ -179,7 +183,7 @@ impl Subject {
         if let Some(rest) = path.strip_prefix(INTERNAL_PREFIX) {
             let (op, encoded) = rest.split_once('/').unwrap_or((rest, ""));
             let stream = name::from_path(encoded)?;
-            self.with_core(Some(&stream), |_| ())?;
+            self.with_core(Some(&stream), |core| core.telemetry.mark_changed())?;
             self.ds_expire(now_ms()).await?;
             return match op {
                 "fork" => self.lend_to_fork(&mut req).await,
@@ -188,7 +192,7 @@ impl Subject {
             };
         }
         let stream = name::from_path(&path)?;
-        self.with_core(Some(&stream), |_| ())?;
+        self.with_core(Some(&stream), |core| core.telemetry.mark_changed())?;
         self.ds_expire(now_ms()).await?;
         match req.method() {
             Method::Put => self.create_stream(&mut req, &stream).await,

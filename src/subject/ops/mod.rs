@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod get;
+pub mod consumers;
 pub mod info;
 pub mod publish;
 pub mod state;
@@ -33,6 +34,9 @@ pub fn run(core: &mut Core, env: &Env, conn: &str, frame: ClientFrame, now: u64)
         }
         ClientFrame::Auth { id, token } => auth::refresh(core, env, conn, id.as_ref(), &token)?,
         ClientFrame::Get { id, message } => get::over_websocket(core, id.as_ref(), message)?,
+        ClientFrame::Consumers { id } => consumers::list_over_websocket(core, id.as_ref())?,
+        ClientFrame::ConsumerDelete { id, name } => consumers::delete_over_websocket(core, id.as_ref(), &name)?,
+        ClientFrame::ConsumerReset { id, name, acked } => consumers::reset_over_websocket(core, id.as_ref(), &name, acked, now)?,
     };
     reply_to(core, conn, &reply);
     Ok(())

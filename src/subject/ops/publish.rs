@@ -72,12 +72,16 @@ pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u
     };
     let publish = Publish { count: messages.len(), previous, expect_last_seq: conditions.expect_last_seq };
     let (first, last) = match decide(publish, core.meta.last_seq, now, core.config.dedup_window_ms)? {
-        PublishDecision::Duplicate { first, last } => return Ok(Published { first, last, ts: now, duplicate: true }),
+        PublishDecision::Duplicate { first, last } => {
+            core.telemetry.counters.dedup_hits += 1;
+            return Ok(Published { first, last, ts: now, duplicate: true });
+        }
         PublishDecision::Append { first, last } => (first, last),
     };
     // Timestamps never go backwards, even if the clock does.
     let ts = now.max(core.meta.last_ts);
     core.store.append(&mut core.meta, first, last, ts, messages)?;
+    core.telemetry.time_commit(now);
     if let Some(msg_id) = conditions.msg_id {
         // Expired keys are pruned by the alarm (`Core::next_wakeup`); `dedup::decide` ignores
         // them until then.

@@ -15,7 +15,7 @@ pub fn get(core: &Core) -> Result<(String, u64), Failure> {
 
 /// Replaces the state when `expected` matches (or is absent); returns the new version.
 pub fn put(core: &mut Core, state: &str, expected: Option<u64>) -> Result<u64, Failure> {
-    let version = next_version(core.meta.state_version, expected)?;
+    let version = next_version(core.meta.state_version, expected).inspect_err(|_| core.telemetry.counters.state_conflicts += 1)?;
     core.store.set_state(&mut core.meta, state, version)?;
     Ok(version)
 }

@@ -46,15 +46,16 @@ pub fn subscribe(
 /// A durable consumer is delivered to one connection at a time: the newest subscriber wins
 /// (a client reconnecting after a network drop must not wait for its old socket to time out).
 fn take_over_consumer(core: &mut Core, conn: &str, name: &str) {
-    for (other, session) in core.sessions.subscribed_mut() {
-        if other != conn && session.sub.as_ref().and_then(|s| s.consumer.as_deref()) == Some(name) {
-            session.sub = None;
-            session.save();
-            session.send(&encode_error(
-                None,
-                &ProtocolError::conflict(format!("consumer {name:?} was taken over by another connection")),
-            ));
-        }
+    let taken = ProtocolError::conflict(format!("consumer {name:?} was taken over by another connection"));
+    end_consumer_subscriptions(core, name, Some(conn), &taken);
+}
+
+/// Ends the subscriptions of durable consumer `name` (but `except`'s), telling each why.
+pub fn end_consumer_subscriptions(core: &mut Core, name: &str, except: Option<&str>, why: &ProtocolError) {
+    for session in core.sessions.consumer_mut(name, except) {
+        session.sub = None;
+        session.save();
+        session.send(&encode_error(None, why));
     }
 }
 
