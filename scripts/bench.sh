@@ -13,8 +13,9 @@
 # Then connection set-up and single publishes with an access token against the API key,
 # alternating three times in the same run; TOKEN_BENCH=0 skips it.
 # Then single publishes with the subject directory reporting (DIRECTORY_REPORT_MS=5000, the
-# default) against a second Worker that does not report (DIRECTORY_REPORT_MS=0), alternating
-# three times in the same run; DIRECTORY_BENCH=0 skips it.
+# default) against a Worker that does not report (DIRECTORY_REPORT_MS=0), taking turns in the
+# same run, rate and workerd CPU per publish (bench/directory-cost.mjs, DIRECTORY_BENCH_ROUNDS
+# rounds, default 6); DIRECTORY_BENCH=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,6 @@ floor_pid=
 cleanup() {
   # serve.mjs stops when its stdin (the coprocess pipe) closes; the floor runs in its own group.
   if [ -n "${OURS_PID:-}" ]; then kill "$OURS_PID" 2>/dev/null || true; fi
-  if [ -n "${quiet_pid:-}" ]; then kill "$quiet_pid" 2>/dev/null || true; fi
   if [ -n "$floor_pid" ]; then kill -- "-$floor_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -83,8 +83,7 @@ echo "- $(nproc) cores, $(awk '/^MemTotal:/ { printf "%.1f", $2 / 1048576 }' /pr
 echo "- commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src protocol client || echo ' (with local changes)'), $("$NODE" "$WRANGLER" --version 2>/dev/null | tail -1 | sed 's/^/wrangler /'), $(node_modules/.bin/workerd --version)"
 echo "- load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-dstream_at() { local url=$1; shift; cargo run --release -q -p durable-stream-client --bin dstream -- --url "$url" "$@"; }
-dstream() { dstream_at "$ours_url" "$@"; }
+dstream() { cargo run --release -q -p durable-stream-client --bin dstream -- --url "$ours_url" "$@"; }
 dstream --api-key test-key bench "${floor_args[@]}" "$@"
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -110,28 +109,8 @@ if [ "${TOKEN_BENCH:-1}" != 0 ]; then
 fi
 
 if [ "${DIRECTORY_BENCH:-1}" != 0 ]; then
-  echo "== starting a second Worker that does not report to the directory" >&2
-  # Not a second coprocess (bash keeps one): serve.mjs reads a FIFO this shell holds open, and
-  # stops when the shell exits and closes it.
-  mkfifo "$work/quiet.in"
-  "$NODE" miniflare-tests/serve.mjs --persist "$work/quiet" --var DIRECTORY_REPORT_MS=0 <"$work/quiet.in" >"$work/quiet.out" 2>&1 &
-  quiet_pid=$!
-  exec {quiet_stdin}>"$work/quiet.in"
-  quiet_url=
-  for _ in $(seq 1 240); do
-    quiet_url=$(sed -n 's/^READY //p' "$work/quiet.out")
-    [ -n "$quiet_url" ] && break
-    sleep 0.5
-  done
-  [ -n "$quiet_url" ] || { cat "$work/quiet.out" >&2; echo "bench: the Worker without reports did not start" >&2; exit 1; }
   echo
-  echo "## Single publishes with the directory reporting against without (alternating, same run)"
-  for round in 1 2 3; do
-    echo
-    echo "### Round $round: reporting (DIRECTORY_REPORT_MS=5000)"
-    dstream --api-key test-key bench --phases single "$@"
-    echo
-    echo "### Round $round: not reporting (DIRECTORY_REPORT_MS=0)"
-    dstream_at "$quiet_url" --api-key test-key bench --phases single "$@"
-  done
+  echo "## Single publishes with the directory reporting against without (bench/directory-cost.mjs)"
+  echo
+  "$NODE" bench/directory-cost.mjs --rounds "${DIRECTORY_BENCH_ROUNDS:-6}" --dstream target/release/dstream
 fi
