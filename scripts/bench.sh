@@ -10,8 +10,8 @@
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
 # Then the Durable Streams append benchmark (bench/ds-appends.mjs: our /ds mount against the
 # @durable-streams/server reference and a JS HTTP floor, driven by wrk); DS_BENCH=0 skips it.
-# Then connection set-up and single publishes with an access token against the API key,
-# alternating three times in the same run; TOKEN_BENCH=0 skips it.
+# Then single publishes with an access token against the API key, taking turns in the same run,
+# with workerd's CPU per publish (bench/token-cost.sh); TOKEN_BENCH=0 skips it.
 # Then single publishes with the subject directory reporting (DIRECTORY_REPORT_MS=5000, the
 # default) against a Worker that does not report (DIRECTORY_REPORT_MS=0), taking turns in the
 # same run, rate and workerd CPU per publish (bench/directory-cost.mjs, DIRECTORY_BENCH_ROUNDS
@@ -48,7 +48,7 @@ free_port() {
 }
 
 echo "== starting our Worker" >&2
-coproc OURS { exec "$NODE" miniflare-tests/serve.mjs --persist "$work/ours" --var TOKEN_SECRET=bench-token-secret; }
+coproc OURS { exec "$NODE" miniflare-tests/serve.mjs --persist "$work/ours"; }
 ours_url=
 while read -r -t 120 line <&"${OURS[0]}"; do
   case $line in READY\ *) ours_url=${line#READY }; break ;; esac
@@ -96,16 +96,8 @@ fi
 
 if [ "${TOKEN_BENCH:-1}" != 0 ]; then
   echo
-  echo "## Access tokens against the API key (alternating, same run)"
-  token=$(dstream --api-key test-key token create --sub bench --subject '>' --allow pub --allow sub --allow state --allow admin --ttl 1h 2>/dev/null)
-  for round in 1 2 3; do
-    echo
-    echo "### Round $round: API key"
-    dstream --api-key test-key bench --phases connect,single "$@"
-    echo
-    echo "### Round $round: token"
-    DSTREAM_TOKEN=$token dstream bench --phases connect,single "$@"
-  done
+  echo "## Access tokens against the API key (bench/token-cost.sh)"
+  bash bench/token-cost.sh "${TOKEN_BENCH_ROUNDS:-6}"
 fi
 
 if [ "${DIRECTORY_BENCH:-1}" != 0 ]; then
