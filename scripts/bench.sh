@@ -22,8 +22,9 @@ cd "$(dirname "$0")/.."
 FLOOR_DIR=${FLOOR_DIR:-../shared/bench-floor}
 FLOOR_VARIANT=${FLOOR_VARIANT:-sql}
 
-# Build the Worker in a subshell: the wasm toolchain may change PATH and cargo settings.
-( source scripts/toolchain.sh && ensure_worker_toolchain && worker-build --release )
+# The production build (no test-only features), through the build script so that its stamp
+# says which build build/ holds: a later test build must not take this one for its own.
+DSTREAM_TEST_FEATURES= bash scripts/build-worker.sh
 cargo build --release -p durable-stream-client --bin dstream
 if [ "${DS_BENCH:-1}" != 0 ] && ! command -v wrk >/dev/null; then
   echo "== installing wrk (the HTTP load generator of bench/ds-appends.mjs)" >&2

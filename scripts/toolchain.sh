@@ -44,6 +44,11 @@ npm_ci_under_pinned_node() {
 }
 
 ensure_node_modules() {
+  # A linked node_modules (a git worktree sharing another checkout's packages) is never
+  # reinstalled from here: `npm ci` would empty the checkout it points to.
+  if [ -L node_modules ] && [ -x node_modules/.bin/wrangler ]; then
+    return
+  fi
   if [ ! -x node_modules/.bin/wrangler ] || [ ! -x node_modules/.bin/wasm-opt ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     step "[1/4] installing npm packages (wrangler, workerd, Node 22, binaryen)" npm_ci_under_pinned_node
   fi
