@@ -36,7 +36,8 @@ thread_local! {
     static REVOCATIONS: RefCell<Option<(u64, Rc<RevocationList>)>> = const { RefCell::new(None) };
 }
 
-fn secret(env: &Env, name: &str) -> Option<String> {
+/// A secret, or a `[vars]` entry of that name (TOKEN_PUBLIC_KEYS may be either).
+pub fn secret(env: &Env, name: &str) -> Option<String> {
     env.secret(name).ok().map(|s| s.to_string()).or_else(|| env.var(name).ok().map(|v| v.to_string()))
 }
 
@@ -201,10 +202,8 @@ impl Principal {
             ));
             return Err(error.into());
         }
-        match needed.each().find(|action| !grant.allows(*action)) {
-            Some(missing) => Err(grant.refusal(missing, subject).into()),
-            None => Ok(grant),
-        }
+        grant.require(needed, subject)?;
+        Ok(grant)
     }
 
     /// 403 unless the caller may do `action` (files:read or files:write) on file `key`.

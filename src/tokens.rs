@@ -41,7 +41,7 @@ async fn read_json(req: &mut Request) -> Result<String, Failure> {
 
 /// `POST /v1/tokens`: `{"sub","ttl","allow","deny","limits"}` → `{"token","exp","jti"}`.
 pub async fn mint(mut req: Request, env: &Env) -> Result<Response, Failure> {
-    let Some(secret) = env.secret("TOKEN_SECRET").ok().map(|s| s.to_string()).filter(|s| !s.is_empty()) else {
+    let Some(secret) = auth::secret(env, "TOKEN_SECRET").filter(|s| !s.is_empty()) else {
         return Err(ProtocolError::bad_request(
             "this server cannot mint tokens: set TOKEN_SECRET (wrangler secret put TOKEN_SECRET), or mint EdDSA tokens in your own service",
         )

@@ -30,11 +30,7 @@ impl Core {
             self.close_for(conn, TokenError::Expired.into(), TOKEN_EXPIRED_CLOSE_CODE, "token expired");
             return Err(None);
         }
-        if session.grant.allows(needed) {
-            return Ok(());
-        }
-        let missing = needed.each().find(|action| !session.grant.allows(*action)).unwrap_or(needed);
-        Err(Some(session.grant.refusal(missing, &self.meta.subject)))
+        session.grant.require(needed, &self.meta.subject).map_err(Some)
     }
 
     /// Closes the sockets whose token has expired or is revoked (from the alarm).

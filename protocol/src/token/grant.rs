@@ -68,13 +68,15 @@ impl Grant {
         })
     }
 
-    /// `forbidden` naming the action and the subject, for a request this grant does not cover.
-    pub fn refusal(&self, action: Actions, subject: &str) -> crate::ProtocolError {
+    /// Ok when the grant covers every action in `needed`; else `forbidden` naming the first
+    /// missing action and the subject.
+    pub fn require(&self, needed: Actions, subject: &str) -> Result<(), crate::ProtocolError> {
+        let Some(missing) = needed.each().find(|action| !self.allows(*action)) else { return Ok(()) };
         let who = self.token.as_ref().map_or("this credential".to_string(), |t| format!("the token of {:?}", t.sub));
-        crate::ProtocolError::forbidden(format!(
+        Err(crate::ProtocolError::forbidden(format!(
             "{who} does not grant {} on subject {subject:?}; ask for a token that allows it",
-            action.name()
-        ))
+            missing.name()
+        )))
     }
 }
 
@@ -95,7 +97,8 @@ mod tests {
         let round_trip: Grant = serde_json::from_str(&serde_json::to_string(&grant).unwrap()).unwrap();
         assert_eq!(round_trip, grant);
         assert_eq!(round_trip.revocation_claims().unwrap().jti.as_deref(), Some("j"));
-        let refusal = grant.refusal(Actions::PUB, "orders.eu").message;
+        assert_eq!(grant.require(Actions::SUB, "orders.eu"), Ok(()));
+        let refusal = grant.require(Actions::SUB.union(Actions::PUB), "orders.eu").unwrap_err().message;
         assert!(refusal.contains("\"web\"") && refusal.contains("pub") && refusal.contains("orders.eu"), "{refusal}");
     }
 
