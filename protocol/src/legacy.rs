@@ -168,8 +168,12 @@ pub fn parse_frame(text: &str, config: &Config) -> Result<LegacyFrame, LegacyErr
         ));
     }
     strict_json::check(text, config, "frame").map_err(|error| LegacyError::new(None, error))?;
-    let raw: RawFrame = serde_json::from_str(text)
-        .map_err(|_| refuse("a frame is a JSON object {\"data\":…,\"cMsgId\":…,\"clientId\":…}".into()))?;
+    let not_an_object = || refuse("a frame is a JSON object {\"data\":…,\"cMsgId\":…,\"clientId\":…}".into());
+    // serde would also read a struct from an array (`[data, cMsgId]`).
+    if !text.trim_start().starts_with('{') {
+        return Err(not_an_object());
+    }
+    let raw: RawFrame = serde_json::from_str(text).map_err(|_| not_an_object())?;
     if let Some(s_msg_id) = raw.s_msg_id.as_deref().filter(|id| is_truthy(id)) {
         let seq = number(s_msg_id).filter(|n| n.fract() == 0.0).map(native_seq).filter(|seq| *seq > 0);
         return Ok(LegacyFrame::Ack(seq));
@@ -412,7 +416,7 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_refused_with_the_echo_when_there_is_one() {
-        for bad in ["not json", "[1]", "{\"data\":1}", r#"{"data":1,"cMsgId":0}"#, r#"{"data":1,"cMsgId":""}"#, r#"{"a":1,"a":2}"#] {
+        for bad in ["not json", "[1]", "[1,2]", "[{\"x\":1},2.5,0.5]", "{\"data\":1}", r#"{"data":1,"cMsgId":0}"#, r#"{"data":1,"cMsgId":""}"#, r#"{"a":1,"a":2}"#] {
             let error = parse(bad).unwrap_err();
             assert!(error.echo.is_none(), "{bad}");
             assert_eq!(error.error.code.as_str(), "bad_request", "{bad}");
