@@ -49,6 +49,14 @@ pub fn subscription_start(after: Seq, last: Seq) -> Seq {
     after.min(last) + 1
 }
 
+/// Whether `subscribe(after)` on a connection that already has a subscription, delivered up to
+/// `sent`, keeps it: a start the running subscription has already reached repeats it (the
+/// original client can send two subscribes after one reconnect, one per close and error event),
+/// and restarting it would deliver again what the app has. A later start moves it ahead.
+pub fn keeps_subscription(after: Seq, sent: Option<Seq>) -> bool {
+    sent.is_some_and(|sent| after <= sent)
+}
+
 /// One frame from a legacy client.
 #[derive(Debug, PartialEq)]
 pub enum LegacyFrame {
@@ -77,9 +85,7 @@ pub struct Echo {
 impl PartialEq for Echo {
     fn eq(&self, other: &Self) -> bool {
         let text = |value: &Option<Box<RawValue>>| value.as_deref().map(RawValue::get).map(str::to_owned);
-        text(&self.data) == text(&other.data)
-            && self.c_msg_id.get() == other.c_msg_id.get()
-            && text(&self.client_id) == text(&other.client_id)
+        text(&self.data) == text(&other.data) && self.c_msg_id.get() == other.c_msg_id.get() && text(&self.client_id) == text(&other.client_id)
     }
 }
 
@@ -89,13 +95,19 @@ pub enum Command {
     Publish,
     Info,
     /// Deliver what comes after this native sequence (0: everything).
-    Subscribe { after: Seq },
+    Subscribe {
+        after: Seq,
+    },
     Unsubscribe,
     /// Delete up to this native sequence (None: nothing to delete).
-    DeleteMessages { upto: Option<Seq> },
+    DeleteMessages {
+        upto: Option<Seq>,
+    },
     GetState,
     /// The new state, JSON text.
-    PutState { state: String },
+    PutState {
+        state: String,
+    },
 }
 
 /// A frame that could not be run: the error, and the echo of the request when it had a
@@ -208,9 +220,7 @@ fn command(data: Option<&RawValue>, config: &Config) -> Result<Command, Protocol
     let sequence = |value: Option<Box<RawValue>>, what: &str| match value.as_deref() {
         None => Ok(None),
         Some(value) if value.get() == "null" => Ok(None),
-        Some(value) => number(value)
-            .map(Some)
-            .ok_or_else(|| ProtocolError::bad_request(format!("`{what}` must be a number (a sequence)"))),
+        Some(value) => number(value).map(Some).ok_or_else(|| ProtocolError::bad_request(format!("`{what}` must be a number (a sequence)"))),
     };
     Ok(match name {
         "getStreamInfo" => Command::Info,
@@ -257,12 +267,8 @@ impl Echo {
         let data = self.data.as_deref().map_or("null", RawValue::get);
         let client_id = self.client_id.as_deref().map_or("null", RawValue::get);
         let mut out = String::with_capacity(data.len() + 128);
-        let _ = write!(
-            out,
-            "{{\"data\":{data},\"cMsgId\":{},\"clientId\":{client_id},\"ip\":null,\"sequence\":{}",
-            self.c_msg_id.get(),
-            legacy_seq(seq)
-        );
+        let _ =
+            write!(out, "{{\"data\":{data},\"cMsgId\":{},\"clientId\":{client_id},\"ip\":null,\"sequence\":{}", self.c_msg_id.get(), legacy_seq(seq));
         out
     }
 
@@ -308,7 +314,9 @@ pub fn encode_delivery(message: &OutgoingMessage) -> String {
 /// The publisher's `clientId` and `cMsgId` from a message's headers, as JSON text. A header
 /// value that is not JSON (a native publisher may set anything) goes out as a JSON string.
 fn publisher_ids(headers: &str) -> (Option<String>, Option<String>) {
-    let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(headers) else { return (None, None) };
+    let Ok(map) = serde_json::from_str::<std::collections::BTreeMap<String, String>>(headers) else {
+        return (None, None);
+    };
     let id = |name: &str| {
         let value = map.get(name)?;
         Some(match serde_json::from_str::<&RawValue>(value) {
@@ -357,6 +365,14 @@ mod tests {
         assert_eq!(subscription_start(10, 10), 11);
         assert_eq!(subscription_start(99, 10), 11);
         assert_eq!(subscription_start(0, 0), 1);
+    }
+
+    #[test]
+    fn a_repeated_subscribe_keeps_the_running_subscription() {
+        assert!(!keeps_subscription(0, None));
+        assert!(keeps_subscription(3, Some(3)));
+        assert!(keeps_subscription(0, Some(3)));
+        assert!(!keeps_subscription(4, Some(3)));
     }
 
     #[test]
@@ -416,7 +432,16 @@ mod tests {
 
     #[test]
     fn malformed_frames_are_refused_with_the_echo_when_there_is_one() {
-        for bad in ["not json", "[1]", "[1,2]", "[{\"x\":1},2.5,0.5]", "{\"data\":1}", r#"{"data":1,"cMsgId":0}"#, r#"{"data":1,"cMsgId":""}"#, r#"{"a":1,"a":2}"#] {
+        for bad in [
+            "not json",
+            "[1]",
+            "[1,2]",
+            "[{\"x\":1},2.5,0.5]",
+            "{\"data\":1}",
+            r#"{"data":1,"cMsgId":0}"#,
+            r#"{"data":1,"cMsgId":""}"#,
+            r#"{"a":1,"a":2}"#,
+        ] {
             let error = parse(bad).unwrap_err();
             assert!(error.echo.is_none(), "{bad}");
             assert_eq!(error.error.code.as_str(), "bad_request", "{bad}");

@@ -3,7 +3,7 @@
 //! client expects. The key is the raw path after `/r2/`, not percent-decoded, as the original
 //! took it (so a leading `/` and empty segments are part of it); `/r2/` alone lists.
 
-use super::{key::MAX_KEY_BYTES, query, upload, read, list_page, file_limits, BUCKET_BINDING};
+use super::{file_limits, key::MAX_KEY_BYTES, list_page, query, read, upload, BUCKET_BINDING};
 use crate::access;
 use crate::auth::Principal;
 use crate::http::{self, Failure};

@@ -8,7 +8,7 @@ use super::store::Draft;
 use super::{ds, Core};
 use crate::http::Failure;
 use durable_stream_protocol::legacy::{
-    encode_error, parse_frame, subscription_start, Command, LegacyError, LegacyFrame, Request, DEFAULT_STATE,
+    encode_error, keeps_subscription, parse_frame, subscription_start, Command, LegacyError, LegacyFrame, Request, DEFAULT_STATE,
 };
 use durable_stream_protocol::token::Actions;
 use durable_stream_protocol::{ProtocolError, Subscription};
@@ -74,10 +74,15 @@ fn run(core: &mut Core, conn: &str, request: &Request, now: u64) -> Result<(), F
             return Ok(publish::fan_out(core, &published, &messages, now)?);
         }
         Command::Subscribe { after } => {
-            // A second subscribe replaces the first (the original replayed on top of it).
-            let start = subscription_start(*after, core.meta.last_seq);
-            let sub = Subscription::new(start, core.config.default_window, None);
-            return subscribe::begin(core, conn, sub, &echo.reply(core.meta.last_seq, None), now);
+            let sent = core.sessions.get_mut(conn).and_then(|s| s.sub.as_ref()).map(|sub| sub.sent);
+            if keeps_subscription(*after, sent) {
+                echo.reply(core.meta.last_seq, None)
+            } else {
+                // Replaces any running subscription (the original replayed on top of it).
+                let start = subscription_start(*after, core.meta.last_seq);
+                let sub = Subscription::new(start, core.config.default_window, None);
+                return subscribe::begin(core, conn, sub, &echo.reply(core.meta.last_seq, None), now);
+            }
         }
         Command::Info => echo.reply(core.meta.last_seq, None),
         Command::Unsubscribe => {
@@ -109,7 +114,9 @@ fn run(core: &mut Core, conn: &str, request: &Request, now: u64) -> Result<(), F
 /// (no subscription, a message never delivered, a repeat) is ignored.
 fn ack(core: &mut Core, conn: &str, seq: Option<u64>, now: u64) {
     let subscribed = core.sessions.get_mut(conn).is_some_and(|s| s.sub.is_some());
-    let Some(seq) = seq.filter(|_| subscribed) else { return };
+    let Some(seq) = seq.filter(|_| subscribed) else {
+        return;
+    };
     if let Err(Failure::Internal(error)) = subscribe::ack(core, conn, None, seq, now) {
         console_error!("internal error on an ack: {error}");
     }
