@@ -210,7 +210,10 @@ fn command(data: Option<&RawValue>, config: &Config) -> Result<Command, Protocol
     let Some(data) = data else {
         return Err(ProtocolError::bad_request("a request needs `data`: the message, or a command"));
     };
-    if !data.get().starts_with('{') {
+    // Only an object with a `cmd` key can be a command; most messages are told apart without a
+    // second parse (a key spelled with escapes, `"\u0063md"`, still gets one).
+    let text = data.get();
+    if !text.starts_with('{') || !(text.contains("\"cmd\"") || text.contains('\\')) {
         return Ok(Command::Publish);
     }
     let fields: CommandFields = serde_json::from_str(data.get()).map_err(|e| ProtocolError::bad_request(format!("`data`: {e}")))?;
@@ -247,12 +250,12 @@ fn command(data: Option<&RawValue>, config: &Config) -> Result<Command, Protocol
 impl Request {
     /// The headers a published message keeps, so that deliveries carry the publisher's ids.
     pub fn publisher_headers(&self) -> String {
-        let mut headers = serde_json::Map::new();
-        if let Some(client_id) = &self.echo.client_id {
-            headers.insert(CLIENT_ID_HEADER.into(), client_id.get().into());
+        let quoted = |raw: &RawValue| serde_json::to_string(raw.get()).expect("strings serialize");
+        let c_msg_id = quoted(&self.echo.c_msg_id);
+        match self.echo.client_id.as_deref() {
+            Some(client_id) => format!("{{\"{CLIENT_ID_HEADER}\":{},\"{CMSG_ID_HEADER}\":{c_msg_id}}}", quoted(client_id)),
+            None => format!("{{\"{CMSG_ID_HEADER}\":{c_msg_id}}}"),
         }
-        headers.insert(CMSG_ID_HEADER.into(), self.echo.c_msg_id.get().into());
-        serde_json::Value::Object(headers).to_string()
     }
 
     /// The message a publish stores (`data` is always there for a publish).
@@ -393,6 +396,23 @@ mod tests {
             let text = format!(r#"{{"data":{data},"cMsgId":1.5,"clientId":0.5}}"#);
             assert_eq!(request(&text).command, command, "{data}");
         }
+    }
+
+    #[test]
+    fn a_command_name_spelled_with_escapes_is_still_the_command() {
+        let text = r#"{"data":{"\u0063md":"getStreamInfo"},"cMsgId":1.5}"#;
+        assert_eq!(request(text).command, Command::Info);
+        let text = r#"{"data":{"note":"says \"cmd\" but is not one"},"cMsgId":1.5}"#;
+        assert_eq!(request(text).command, Command::Publish);
+    }
+
+    #[test]
+    fn the_publishers_ids_are_kept_as_string_headers() {
+        let with = request(r#"{"data":1,"cMsgId":2.25,"clientId":0.25}"#);
+        assert_eq!(with.publisher_headers(), r#"{"legacy-client-id":"0.25","legacy-cmsg-id":"2.25"}"#);
+        let without = request(r#"{"data":1,"cMsgId":"a\"b"}"#);
+        let headers: serde_json::Value = serde_json::from_str(&without.publisher_headers()).unwrap();
+        assert_eq!(headers, serde_json::json!({"legacy-cmsg-id": "\"a\\\"b\""}));
     }
 
     #[test]
