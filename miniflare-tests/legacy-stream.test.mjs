@@ -233,6 +233,28 @@ test("stray acks are ignored and bad frames answered without a stack trace (B8, 
   shutdown(c);
 });
 
+test("no frame larger than the original client takes (1 MiB) is sent to it", async () => {
+  const subject = uniqueSubject("legacy-oversize");
+  const c = await legacyClient(server, subject);
+  const sub = collect(c, 0);
+  await c.info();
+  // Its reply would echo it: refused before anything is stored, the echo without the data.
+  const refused = await c.publish("x".repeat(1_048_200));
+  assert.deepEqual([refused.error?.code, refused.data], ["too_large", null]);
+  // A native message of nearly 1 MiB reaches the client as an error it can ack.
+  const huge = JSON.stringify("y".repeat(1_048_200));
+  const posted = await httpCall(server, "POST", `/v1/stream/${subject}`, { body: huge });
+  assert.equal(posted.status, 201, posted.text);
+  await c.publish("small");
+  await sub.waitFor(2);
+  assert.ok(sub.got[0].data === null, `data of ${JSON.stringify(sub.got[0].data)?.length} bytes`);
+  assert.equal(sub.got[0].error?.code, "too_large");
+  assert.match(sub.got[0].error.message, /messages\/1/);
+  assert.equal(sub.got[1].data, "small");
+  assert.equal(c.reconnects, 0, "the client never had to reconnect");
+  shutdown(c);
+});
+
 test("a dropped connection resubscribes from the last ack and misses nothing, twice nothing", async () => {
   const subject = uniqueSubject("legacy-reconnect");
   const publisher = await legacyClient(server, subject);

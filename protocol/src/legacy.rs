@@ -26,6 +26,14 @@ pub const CLIENT_ID_HEADER: &str = "legacy-client-id";
 pub const CMSG_ID_HEADER: &str = "legacy-cmsg-id";
 /// Longest `cMsgId` / `clientId` accepted, as JSON text (the client sends doubles, ~20 bytes).
 pub const MAX_ID_BYTES: usize = 64;
+/// The largest frame the original client takes (WebSocket-Node's `maxReceivedFrameSize`); it
+/// drops the connection on a larger one, and would get the same frame again after reconnecting.
+pub const CLIENT_MAX_FRAME_BYTES: usize = 1 << 20;
+/// What a reply or a delivery adds around `data` at most (ids of `MAX_ID_BYTES`, sequences,
+/// field names), with room to spare.
+const ENVELOPE_BYTES: usize = 512;
+/// The largest `data` (JSON text) a legacy frame can carry to the original client.
+pub const MAX_DATA_BYTES: usize = CLIENT_MAX_FRAME_BYTES - ENVELOPE_BYTES;
 /// The state an app reads before anything was written: the original's default.
 pub const DEFAULT_STATE: &str = r#"{"lock":false,"sequence":100000000000}"#;
 
@@ -198,7 +206,14 @@ pub fn parse_frame(text: &str, config: &Config) -> Result<LegacyFrame, LegacyErr
             return Err(refuse(format!("`{name}` is longer than {MAX_ID_BYTES} bytes")));
         }
     }
-    let echo = Echo { data: raw.data, c_msg_id, client_id: raw.client_id };
+    let mut echo = Echo { data: raw.data, c_msg_id, client_id: raw.client_id };
+    // The reply echoes `data`: one the client could not take back is refused before anything
+    // is stored, with an echo that leaves it out.
+    if let Some(size) = echo.data.as_ref().map(|data| data.get().len()).filter(|size| *size > MAX_DATA_BYTES) {
+        echo.data = None;
+        let message = format!("`data` is {size} bytes; the original client takes at most {MAX_DATA_BYTES} in a frame");
+        return Err(LegacyError::new(Some(echo), ProtocolError::too_large(message)));
+    }
     match command(echo.data.as_deref(), config) {
         Ok(command) => Ok(LegacyFrame::Request(Request { echo, command })),
         Err(error) => Err(LegacyError::new(Some(echo), error)),
@@ -300,18 +315,43 @@ pub fn encode_error(echo: Option<&Echo>, last: Seq, error: &ProtocolError) -> St
 /// A delivery: `{"data":…,"cMsgId":…,"clientId":…,"ip":null,"sequence":…,"pub":1,"sMsgId":…}`.
 /// The ids are the publisher's (`null` for a message published natively); `sMsgId` is the legacy
 /// sequence, unique per message, so an ack names its message without any state kept for it.
+///
+/// A message too large for the client (published natively, up to `MAX_FRAME_BYTES`) goes with
+/// `data: null` and an `error` saying where to read it, so that the app sees it and can ack it
+/// rather than the client reconnecting for it forever.
 pub fn encode_delivery(message: &OutgoingMessage) -> String {
     let (client_id, c_msg_id) = message.headers.map(publisher_ids).unwrap_or_default();
     let seq = legacy_seq(message.seq);
-    let mut out = String::with_capacity(message.data.len() + 160);
+    let oversized = message.data.len() > MAX_DATA_BYTES;
+    let mut out = String::with_capacity(message.data.len().min(MAX_DATA_BYTES) + ENVELOPE_BYTES);
     let _ = write!(
         out,
-        "{{\"data\":{},\"cMsgId\":{},\"clientId\":{},\"ip\":null,\"sequence\":{seq},\"pub\":1,\"sMsgId\":{seq}}}",
-        message.data,
+        "{{\"data\":{},\"cMsgId\":{},\"clientId\":{},\"ip\":null,\"sequence\":{seq},\"pub\":1,\"sMsgId\":{seq}",
+        if oversized { "null" } else { message.data },
         c_msg_id.as_deref().unwrap_or("null"),
         client_id.as_deref().unwrap_or("null"),
     );
+    if oversized {
+        let error = ProtocolError::too_large(format!(
+            "message {} is {} bytes, more than the original client takes in a frame; read it over HTTP (GET /v1/stream/{{subject}}/messages/{})",
+            message.seq,
+            message.data.len(),
+            message.seq
+        ));
+        let _ = write!(out, ",\"error\":{}", serde_json::Value::Object(error.fields()));
+    }
+    out.push('}');
     out
+}
+
+/// The reply if the client can take it, else a `too_large` error (a state document larger than
+/// a client frame, when `MAX_STATE_BYTES` allows one).
+pub fn fit_reply(reply: String, echo: &Echo, last: Seq) -> String {
+    if reply.len() <= CLIENT_MAX_FRAME_BYTES {
+        return reply;
+    }
+    let message = format!("the reply is {} bytes, more than the original client takes in a frame; use the HTTP API", reply.len());
+    encode_error(Some(echo), last, &ProtocolError::too_large(message))
 }
 
 /// The publisher's `clientId` and `cMsgId` from a message's headers, as JSON text. A header
@@ -530,6 +570,30 @@ mod tests {
         assert_eq!(delivery["cMsgId"], "not json");
         let plain = OutgoingMessage { seq: 4, ts: 9, headers: None, data: "1" };
         assert!(encode_delivery(&plain).contains("\"cMsgId\":null,\"clientId\":null"));
+    }
+
+    #[test]
+    fn nothing_larger_than_the_client_takes_goes_out() {
+        let big = format!("\"{}\"", "x".repeat(MAX_DATA_BYTES));
+        let error = parse(&format!(r#"{{"data":{big},"cMsgId":2.5,"clientId":0.5}}"#)).unwrap_err();
+        assert_eq!(error.error.code.as_str(), "too_large");
+        let reply = encode_error(error.echo.as_ref(), 0, &error.error);
+        assert!(reply.len() < 1024 && reply.contains("\"cMsgId\":2.5,") && reply.contains("\"data\":null"), "{reply}");
+        let fits = format!("\"{}\"", "x".repeat(MAX_DATA_BYTES - 2));
+        let request = request(&format!(r#"{{"data":{fits},"cMsgId":2.5,"clientId":0.5}}"#));
+        assert!(request.echo.reply(1, None).len() <= CLIENT_MAX_FRAME_BYTES);
+        let delivery = encode_delivery(&OutgoingMessage { seq: 1, ts: 0, headers: None, data: request.data() });
+        assert!(delivery.len() <= CLIENT_MAX_FRAME_BYTES && delivery.contains(&fits));
+
+        let native = OutgoingMessage { seq: 7, ts: 0, headers: None, data: &big };
+        let delivery: serde_json::Value = serde_json::from_str(&encode_delivery(&native)).unwrap();
+        assert_eq!((delivery["data"].clone(), delivery["sMsgId"].as_u64()), (serde_json::Value::Null, Some(BASE + 7)));
+        assert_eq!(delivery["error"]["code"], "too_large");
+
+        let echo = self::request(r#"{"data":{"cmd":"getState"},"cMsgId":2.5}"#).echo;
+        assert_eq!(fit_reply("{}".into(), &echo, 0), "{}");
+        let refused: serde_json::Value = serde_json::from_str(&fit_reply("x".repeat(CLIENT_MAX_FRAME_BYTES + 1), &echo, 0)).unwrap();
+        assert_eq!(refused["error"]["code"], "too_large");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::store::Draft;
 use super::{ds, Core};
 use crate::http::Failure;
 use durable_stream_protocol::legacy::{
-    encode_error, keeps_subscription, parse_frame, subscription_start, Command, LegacyError, LegacyFrame, Request, DEFAULT_STATE,
+    encode_error, fit_reply, keeps_subscription, parse_frame, subscription_start, Command, LegacyError, LegacyFrame, Request, DEFAULT_STATE,
 };
 use durable_stream_protocol::token::Actions;
 use durable_stream_protocol::{ProtocolError, Subscription};
@@ -106,7 +106,7 @@ fn run(core: &mut Core, conn: &str, request: &Request, now: u64) -> Result<(), F
             echo.reply(core.meta.last_seq, None)
         }
     };
-    reply_to(core, conn, &reply);
+    reply_to(core, conn, &fit_reply(reply, echo, core.meta.last_seq));
     Ok(())
 }
 
