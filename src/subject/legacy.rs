@@ -11,7 +11,7 @@ use durable_stream_protocol::legacy::{
     encode_error, fit_reply, keeps_subscription, parse_frame, subscription_start, Command, LegacyError, LegacyFrame, Request, DEFAULT_STATE,
 };
 use durable_stream_protocol::token::Actions;
-use durable_stream_protocol::{ProtocolError, Subscription};
+use durable_stream_protocol::Subscription;
 use worker::console_error;
 
 /// Handles one text frame of legacy connection `conn`. Every refusal is answered on the socket
@@ -21,7 +21,10 @@ pub fn on_frame(core: &mut Core, conn: &str, text: &str, now: u64) {
         Ok(LegacyFrame::Ack(seq)) => return ack(core, conn, seq, now),
         Ok(LegacyFrame::Request(request)) => match run(core, conn, &request, now) {
             Ok(()) => return,
-            Err(failure) => LegacyError { echo: Some(request.echo), error: into_client_error(core, failure) },
+            Err(failure) => {
+                core.telemetry.count_error(failure.code());
+                LegacyError { echo: Some(request.echo), error: failure.into_client_error() }
+            }
         },
         Err(refusal) => {
             core.telemetry.count_error(refusal.error.code);
@@ -29,17 +32,6 @@ pub fn on_frame(core: &mut Core, conn: &str, text: &str, now: u64) {
         }
     };
     reply_to(core, conn, &encode_error(failure.echo.as_ref(), core.meta.last_seq, &failure.error));
-}
-
-fn into_client_error(core: &mut Core, failure: Failure) -> ProtocolError {
-    core.telemetry.count_error(failure.code());
-    match failure {
-        Failure::Client(error) => error,
-        Failure::Internal(error) => {
-            console_error!("internal error: {error}");
-            ProtocolError::internal()
-        }
-    }
 }
 
 /// What a command needs of the connection's grant (as the native frame it stands for).

@@ -362,14 +362,7 @@ impl DurableObject for Subject {
             };
             if let Err((id, failure)) = outcome {
                 core.telemetry.count_error(failure.code());
-                let error = match failure {
-                    Failure::Client(error) => error,
-                    Failure::Internal(error) => {
-                        console_error!("internal error: {error}");
-                        ProtocolError::internal()
-                    }
-                };
-                let _ = ws.send_with_str(encode_error(id.as_ref(), &error));
+                let _ = ws.send_with_str(encode_error(id.as_ref(), &failure.into_client_error()));
             }
             self.wanted_alarm(core)
         })??;
