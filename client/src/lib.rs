@@ -48,11 +48,14 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod batching;
 mod client;
 mod connection;
 mod credentials;
 mod cursor;
 mod error;
+#[cfg(test)]
+mod fake_server;
 mod files;
 mod frames;
 mod http;
@@ -63,6 +66,7 @@ mod token;
 mod uploads;
 
 pub use backoff::Backoff;
+pub use batching::AutoBatch;
 pub use client::{Client, ClientBuilder, SubjectInfo, Trimmed};
 pub use connection::ConnectionEvent;
 pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};
