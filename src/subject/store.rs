@@ -9,6 +9,7 @@ use durable_stream_protocol::headers::Headers;
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{NewMessage, Seq};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use worker::{SqlStorage, SqlStorageValue, Result};
 
@@ -347,10 +348,44 @@ impl Store {
             "INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts) VALUES (?, ?, ?, ?)",
             vec![msg_id.into(), int(record.first), int(record.last), int(record.ts)],
         )?;
-        if let Some(oldest) = self.oldest_dedup.get() {
-            self.oldest_dedup.set(Some(Some(oldest.map_or(record.ts, |oldest| oldest.min(record.ts)))));
-        }
+        self.note_dedup_ts(record.ts);
         Ok(())
+    }
+
+    /// What storage remembers of each of `msg_ids` that it knows, by key: one statement for a
+    /// whole batch keyed entry by entry (the keys travel as one JSON array).
+    pub fn dedup_get_each(&self, msg_ids: &[&str]) -> Result<HashMap<String, DedupRecord>> {
+        let cursor = self.sql.exec(
+            "SELECT first_seq, last_seq, ts, msg_id FROM dedup WHERE msg_id IN (SELECT value FROM json_each(?))",
+            vec![json_text(&msg_ids)?.into()],
+        )?;
+        let mut records = HashMap::new();
+        for row in cursor.raw() {
+            let mut row = row?;
+            let record = DedupRecord { first: as_u64(&row[0]), last: as_u64(&row[1]), ts: as_u64(&row[2]) };
+            if let Some(msg_id) = row.pop().and_then(into_string) {
+                records.insert(msg_id, record);
+            }
+        }
+        Ok(records)
+    }
+
+    /// Remembers each key as its own one-message sequence, published at `ts`: one statement.
+    pub fn dedup_put_each(&self, keys: &[(&str, Seq)], ts: u64) -> Result<()> {
+        self.sql.exec(
+            "INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts)
+             SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[1]'), ? FROM json_each(?)",
+            vec![int(ts), json_text(&keys)?.into()],
+        )?;
+        self.note_dedup_ts(ts);
+        Ok(())
+    }
+
+    /// Keeps the oldest remembered key's time (when it is known) up to date with a new key's.
+    fn note_dedup_ts(&self, ts: u64) {
+        if let Some(oldest) = self.oldest_dedup.get() {
+            self.oldest_dedup.set(Some(Some(oldest.map_or(ts, |oldest| oldest.min(ts)))));
+        }
     }
 
     /// Forgets idempotency keys older than `cutoff`.

@@ -85,7 +85,8 @@ pub fn keyed_batch_over_websocket(
 }
 
 /// Stores the entries of a keyed batch that are new, in one append with contiguous sequences,
-/// and remembers each new entry's key as its own sequence. Returns every entry's outcome and,
+/// and remembers each new entry's key as its own sequence (one statement reads the keys, one
+/// writes them). Returns every entry's outcome and,
 /// when something was stored, what and where. Like [`store`], no await between the decision
 /// and the append.
 fn store_keyed<'a>(
@@ -95,14 +96,13 @@ fn store_keyed<'a>(
     expect_last_seq: Option<Seq>,
     now: u64,
 ) -> std::result::Result<(Vec<EntryOutcome>, Option<(Published, Vec<Draft<'a>>)>), Failure> {
-    let mut entries = Vec::with_capacity(msg_ids.len());
-    for msg_id in msg_ids.iter().map(Option::as_deref) {
-        let previous = match msg_id {
-            Some(msg_id) => core.store.dedup_get(msg_id)?,
-            None => None,
-        };
-        entries.push(KeyedEntry { msg_id, previous });
-    }
+    let keys: Vec<&str> = msg_ids.iter().flatten().map(String::as_str).collect();
+    let stored = core.store.dedup_get_each(&keys)?;
+    let entries: Vec<KeyedEntry> = msg_ids
+        .iter()
+        .map(Option::as_deref)
+        .map(|msg_id| KeyedEntry { msg_id, previous: msg_id.and_then(|key| stored.get(key).copied()) })
+        .collect();
     let outcomes = decide_entries(&entries, expect_last_seq, core.meta.last_seq, now, core.config.dedup_window_ms)?;
     let fresh: Vec<Draft> =
         messages.iter().zip(&outcomes).filter(|(_, outcome)| matches!(outcome, EntryOutcome::New(_))).map(|(message, _)| *message).collect();
@@ -114,10 +114,16 @@ fn store_keyed<'a>(
     let ts = now.max(core.meta.last_ts);
     core.store.append(&mut core.meta, first, last, ts, &fresh)?;
     core.telemetry.time_commit(now);
-    for (msg_id, outcome) in msg_ids.iter().zip(&outcomes) {
-        if let (Some(msg_id), EntryOutcome::New(seq)) = (msg_id, outcome) {
-            core.store.dedup_put(msg_id, DedupRecord { first: *seq, last: *seq, ts: now })?;
-        }
+    let new_keys: Vec<(&str, Seq)> = msg_ids
+        .iter()
+        .zip(&outcomes)
+        .filter_map(|(msg_id, outcome)| match (msg_id, outcome) {
+            (Some(msg_id), EntryOutcome::New(seq)) => Some((msg_id.as_str(), *seq)),
+            _ => None,
+        })
+        .collect();
+    if !new_keys.is_empty() {
+        core.store.dedup_put_each(&new_keys, now)?;
     }
     enforce_retention(core, now)?;
     Ok((outcomes, Some((Published { first, last, ts, duplicate: false }, fresh))))
