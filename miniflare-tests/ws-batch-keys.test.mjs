@@ -50,6 +50,20 @@ describe("pub with msgIds", () => {
     assert.equal(info.last, 5);
   });
 
+  test("a batch of MAX_BATCH_MESSAGES keyed entries is stored and deduplicated as a whole", async () => {
+    const subject = uniqueSubject("keys-max");
+    const c = await open(subject);
+    const batch = Array.from({ length: 1000 }, (_, i) => ({ i }));
+    const msgIds = batch.map((_, i) => `key-${i}`);
+    const first = await c.ok({ op: "pub", id: 1, batch, msgIds });
+    assert.deepEqual(first.seqs, batch.map((_, i) => i + 1));
+    assert.deepEqual(first.duplicates, []);
+    const again = await c.ok({ op: "pub", id: 2, batch, msgIds });
+    assert.deepEqual(again.seqs, first.seqs);
+    assert.equal(again.duplicates.length, 1000);
+    assert.equal((await c.ok({ op: "info", id: 3 })).count, 1000);
+  });
+
   test("subscribers receive only the new entries, in order", async () => {
     const subject = uniqueSubject("keys-sub");
     const reader = await open(subject);
