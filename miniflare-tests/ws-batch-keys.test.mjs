@@ -5,15 +5,17 @@
 
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
-import { uniqueSubject } from "./ws-client.mjs";
+import { uniqueSubject, sleep } from "./ws-client.mjs";
 import { serverPerFile } from "./harness.mjs";
-import { TEST_KEY } from "./server.mjs";
+import { startServer, TEST_KEY } from "./server.mjs";
 
 const harness = serverPerFile();
 const { open } = harness;
+// Keys forgotten as soon as the clock moves on: a resend is stored again.
+const forgetful = serverPerFile(() => startServer({ vars: { DEDUP_WINDOW_MS: "0" } }));
 
-async function stored(subject) {
-  const page = await fetch(`${harness.server.url}/v1/stream/${subject}/messages?from=1&limit=100`, {
+async function stored(subject, server = harness.server) {
+  const page = await fetch(`${server.url}/v1/stream/${subject}/messages?from=1&limit=100`, {
     headers: { Authorization: `Bearer ${TEST_KEY}` },
   });
   assert.equal(page.status, 200);
@@ -119,5 +121,20 @@ describe("pub with msgIds", () => {
     }
     const info = await c.ok({ op: "info", id: "alive" });
     assert.equal(info.last, 0);
+  });
+});
+
+describe("pub with msgIds after the dedup window", () => {
+  test("expired keys are taken by the new entries, which are stored again", async () => {
+    const subject = uniqueSubject("keys-expired");
+    const c = await forgetful.open(subject);
+    const frame = { op: "pub", batch: ["a", "b"], msgIds: ["k-a", "k-b"] };
+    assert.deepEqual(await c.request({ ...frame, id: 1 }), { op: "ok", id: 1, seqs: [1, 2], duplicates: [] });
+    await sleep(20); // past the window of 0 ms: the clock has moved on
+    assert.deepEqual(await c.request({ ...frame, id: 2 }), { op: "ok", id: 2, seqs: [3, 4], duplicates: [] });
+    await sleep(20);
+    const single = await c.request({ op: "pub", id: 3, data: "c", msgId: "k-a" });
+    assert.deepEqual(single, { op: "ok", id: 3, seq: 5 }, "the key moved on to the resend's entry, and on again");
+    assert.deepEqual((await stored(subject, forgetful.server)).map((m) => m.data), ["a", "b", "a", "b", "c"]);
   });
 });
