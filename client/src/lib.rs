@@ -2,7 +2,9 @@
 //! Workers and Durable Objects.
 //!
 //! * [`Client::publish`] resolves once the server has durably stored the message, and is
-//!   idempotent across reconnects (every publish carries a message id).
+//!   idempotent across reconnects (every publish carries a message id). Publishes made at the
+//!   same time to one subject go out together in batch frames, each message keeping its own id
+//!   and getting its own sequence ([`AutoBatch`]).
 //! * [`Client::subscribe`] returns a [`Subscription`], a [`Stream`](futures_core::Stream) of
 //!   [`Message`]s that reconnects on its own, resumes where the application stopped, never
 //!   yields a sequence twice (manual-mode redeliveries aside) and detects subject wipes.
