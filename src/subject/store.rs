@@ -11,6 +11,7 @@ use durable_stream_protocol::{NewMessage, Seq};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue, Result};
 
 const SCHEMA: &str = "
@@ -362,6 +363,76 @@ impl Store {
             meta.last_seq = last;
         }
         self.save_counters(meta)
+    }
+
+    /// The next replay frame of messages `from..=to`, made by SQLite: the first messages (at
+    /// most `limit`) that fit in `max_bytes` (at least one), encoded as
+    /// [`durable_stream_protocol::frame::encode_messages`] encodes them and sized as
+    /// [`OutgoingMessage::frame_size`] sizes them. The frame stays a JavaScript string, sent
+    /// as it is: a catch-up never copies message data through the Worker's memory. Returns the
+    /// last sequence in the frame and the frame; None when nothing is stored in the range.
+    ///
+    /// `whole_page` first tries all `limit` messages as one frame (cheap: no running sum);
+    /// when they do not fit, it is set to false and the frame is cut by a running sum.
+    pub fn read_frame(
+        &self,
+        from: Seq,
+        to: Seq,
+        limit: usize,
+        max_bytes: usize,
+        redelivered: bool,
+        whole_page: &mut bool,
+    ) -> Result<Option<(Seq, JsValue)>> {
+        // One message's fields and its size, over the columns of `messages`.
+        macro_rules! fields {
+            () => {
+                "'\"seq\":' || seq || ',\"ts\":' || ts || coalesce(',\"headers\":' || headers, '') || ',\"data\":' || data || ?4"
+            };
+        }
+        macro_rules! size {
+            () => {
+                "length(CAST(data AS BLOB)) + coalesce(length(CAST(headers AS BLOB)) + 12, 0) + 48"
+            };
+        }
+        // `{"op":"msg",…}` for one message, `{"op":"msgs","messages":[…]}` for several.
+        macro_rules! frame {
+            () => {
+                "max(seq) AS last,
+                 CASE count(*) WHEN 1 THEN '{\"op\":\"msg\",' || max(fields) || '}'
+                 ELSE '{\"op\":\"msgs\",\"messages\":[{' || group_concat(fields, '},{' ORDER BY seq) || '}]}' END AS frame"
+            };
+        }
+        const PAGE: &str = concat!(
+            "SELECT sum(size) <= ?5 AS fits, ", frame!(), " FROM (
+               SELECT seq, ", fields!(), " AS fields, ", size!(), " AS size
+               FROM messages WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)
+             HAVING count(*) > 0"
+        );
+        const FITTING: &str = concat!(
+            "SELECT ", frame!(), " FROM (
+               SELECT seq, fields, size, sum(size) OVER (ORDER BY seq) AS upto FROM (
+                 SELECT seq, ", fields!(), " AS fields, ", size!(), " AS size
+                 FROM messages WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3))
+             WHERE upto <= ?5 OR upto = size
+             HAVING count(*) > 0"
+        );
+        let flag = if redelivered { ",\"redelivered\":true" } else { "" };
+        let bindings = || vec![int(from), int(to), int(limit as u64), flag.into(), int(max_bytes as u64)];
+        let get = |row: &JsValue, column: &str| js_sys::Reflect::get(row, &JsValue::from_str(column));
+        // The row as a JavaScript object (the cursor's own iterator), not copied into Rust.
+        let frame_row = |query: &str| -> Result<Option<JsValue>> { Iterator::next(&mut self.sql.exec(query, bindings())?).transpose() };
+        let mut row = if *whole_page { frame_row(PAGE)? } else { None };
+        if let Some(page) = &row {
+            if get(page, "fits")?.as_f64() != Some(1.0) {
+                *whole_page = false;
+                row = None;
+            }
+        }
+        if !*whole_page {
+            row = frame_row(FITTING)?;
+        }
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((get(&row, "last")?.as_f64().unwrap_or_default() as Seq, get(&row, "frame")?)))
     }
 
     /// Messages `from..=to`, at most `limit` of them, in order.

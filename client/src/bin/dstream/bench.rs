@@ -107,6 +107,11 @@ pub struct BenchArgs {
     /// `http://host:port/<variant>` (e.g. http://127.0.0.1:8788/sql).
     #[arg(long, value_name = "URL")]
     floor: Option<String>,
+    /// With a floor: rounds of the single-publish and fan-out phases, ours and the floor taking
+    /// turns (ours first in odd rounds, the floor first in even ones), so that other load on
+    /// the machine weighs on both alike. The row reports the round with the median ratio.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// What one phase did against one server.
@@ -160,6 +165,39 @@ impl Row {
     fn new(name: String, ours: Measured, unit: &'static str, notes: String) -> Self {
         Row { name, ours, floor: None, unit, notes }
     }
+}
+
+/// Runs `phase` against ours and the floor in `rounds` alternating rounds and returns the
+/// round whose ratio (ours ÷ floor) is the median, with every round's ratio in order.
+async fn paired<T, F, Fut>(rounds: usize, mut phase: F) -> Result<((T, T), Vec<f64>), Error>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, f64), Error>>,
+{
+    let mut results = Vec::new();
+    for round in 0..rounds.max(1) {
+        let (ours, floor) = if round % 2 == 0 {
+            let ours = phase(false).await?;
+            (ours, phase(true).await?)
+        } else {
+            let floor = phase(true).await?;
+            (phase(false).await?, floor)
+        };
+        results.push((ours.1 / floor.1.max(1e-9), ours.0, floor.0));
+    }
+    let ratios: Vec<f64> = results.iter().map(|r| r.0).collect();
+    results.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, ours, floor) = results.swap_remove((results.len() - 1) / 2);
+    Ok(((ours, floor), ratios))
+}
+
+/// `; rounds (ours ÷ floor): 0.93, 1.04, …` when there was more than one.
+fn rounds_note(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!("; {} rounds (ours ÷ floor): {}, median shown", ratios.len(), listed.join(", "))
 }
 
 /// Microseconds from 1 µs to an hour, 3 significant digits; longer latencies saturate.
@@ -338,18 +376,22 @@ pub async fn run(client: &Client, batching: &Client, args: BenchArgs, credential
 }
 
 async fn single_row(client: &Client, floor: Option<&Floor>, subject: &str, args: &BenchArgs, limit: Duration, credential: &str) -> Result<Row, Error> {
-    let ours = Target::Ours(client);
+    let name = format!("publish, {} in flight", args.window);
+    let notes = format!("{credential}; {} B payloads", args.size);
     eprintln!("bench: single publishes ({} with {} in flight)", args.messages, args.window);
-    let mut row = Row::new(
-        format!("publish, {} in flight", args.window),
-        single(ours, subject, args, limit).await?,
-        "msg/s",
-        format!("{credential}; {} B payloads", args.size),
-    );
-    if let Some(floor) = floor {
-        eprintln!("bench: single publishes against the floor");
-        row.floor = Some(single(Target::Floor(floor), subject, args, limit).await?);
-    }
+    let Some(floor) = floor else {
+        return Ok(Row::new(name, single(Target::Ours(client), subject, args, limit).await?, "msg/s", notes));
+    };
+    let ((ours, floor), ratios) = paired(args.rounds, |against_floor| async move {
+        let target = if against_floor { Target::Floor(floor) } else { Target::Ours(client) };
+        eprintln!("bench: single publishes against {}", if against_floor { "the floor" } else { "ours" });
+        let measured = single(target, subject, args, limit).await?;
+        let rate = measured.rate();
+        Ok((measured, rate))
+    })
+    .await?;
+    let mut row = Row::new(name, ours, "msg/s", format!("{notes}{}", rounds_note(&ratios)));
+    row.floor = Some(floor);
     Ok(row)
 }
 
@@ -390,18 +432,30 @@ async fn fan_out_row(client: &Client, floor: Option<&Floor>, subject: &str, args
         "bench: fan-out ({} messages to {} subscribers, {} in flight)",
         args.fanout_messages, args.subscribers, args.fanout_window
     );
-    let (measured, published) = fan_out(Target::Ours(client), subject, args, limit).await?;
-    let mut notes = format!("{published} published, {} in flight; publish→deliver ms", args.fanout_window);
-    if let Some(percentiles) = measured.percentiles() {
-        notes = format!("{notes} {percentiles}");
-    }
-    let mut row = Row::new(format!("fan-out to {} subscribers", args.subscribers), measured, "deliveries/s", notes);
-    if let Some(floor) = floor {
-        eprintln!("bench: fan-out against the floor");
-        let (measured, published) = fan_out(Target::Floor(floor), subject, args, limit).await?;
-        row.notes = format!("{}; floor: {published} published, {}", row.notes, measured.percentiles().unwrap_or_default());
-        row.floor = Some(measured);
-    }
+    let name = format!("fan-out to {} subscribers", args.subscribers);
+    let describe = |published: u64, measured: &Measured| format!("{published} published, {}", measured.percentiles().unwrap_or_default());
+    let Some(floor) = floor else {
+        let (measured, published) = fan_out(Target::Ours(client), subject, args, limit).await?;
+        let notes = format!("{} in flight; publish→deliver ms: {}", args.fanout_window, describe(published, &measured));
+        return Ok(Row::new(name, measured, "deliveries/s", notes));
+    };
+    let (((ours, ours_published), (floor, floor_published)), ratios) = paired(args.rounds, |against_floor| async move {
+        let target = if against_floor { Target::Floor(floor) } else { Target::Ours(client) };
+        eprintln!("bench: fan-out against {}", if against_floor { "the floor" } else { "ours" });
+        let (measured, published) = fan_out(target, subject, args, limit).await?;
+        let rate = measured.rate();
+        Ok(((measured, published), rate))
+    })
+    .await?;
+    let notes = format!(
+        "{} in flight; publish→deliver ms: {}; floor: {}{}",
+        args.fanout_window,
+        describe(ours_published, &ours),
+        describe(floor_published, &floor),
+        rounds_note(&ratios)
+    );
+    let mut row = Row::new(name, ours, "deliveries/s", notes);
+    row.floor = Some(floor);
     Ok(row)
 }
 
