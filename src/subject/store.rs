@@ -507,20 +507,12 @@ impl Store {
     /// What is stored of an idempotency key: the row it was published with, or the kept copy
     /// of a key whose message was trimmed (the newer of the two if both exist).
     pub fn key_record(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
-        let row = self.first_row(
-            "SELECT seq, coalesce(msg_last, seq), ts FROM messages WHERE msg_id = ?1
-             UNION ALL SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?1
-             ORDER BY 3 DESC LIMIT 1",
-            vec![msg_id.into()],
-        )?;
-        Ok(row.map(|r| DedupRecord { first: as_u64(&r[0]), last: as_u64(&r[1]), ts: as_u64(&r[2]) }))
+        Ok(self.key_records(&[msg_id])?.remove(msg_id))
     }
 
-    /// What is stored of each of `msg_ids` that storage knows, by key, as [`key_record`] finds
-    /// it for one: one statement for a whole batch keyed entry by entry (the keys travel as one
-    /// JSON array).
-    ///
-    /// [`key_record`]: Store::key_record
+    /// What is stored of each of `msg_ids` that storage knows, by key, as [`Store::key_record`]
+    /// finds it for one: one statement for a whole batch keyed entry by entry (the keys travel
+    /// as one JSON array).
     pub fn key_records(&self, msg_ids: &[&str]) -> Result<HashMap<String, DedupRecord>> {
         let cursor = self.sql.exec(
             "SELECT seq, coalesce(msg_last, seq), ts, msg_id FROM messages WHERE msg_id IN (SELECT value FROM json_each(?1))
@@ -532,19 +524,13 @@ impl Store {
             let mut row = row?;
             let record = DedupRecord { first: as_u64(&row[0]), last: as_u64(&row[1]), ts: as_u64(&row[2]) };
             let Some(msg_id) = row.pop().and_then(into_string) else { continue };
-            // The newer of a row's key and a kept copy, as `key_record` takes.
+            // The newer of a row's key and a kept copy of it.
             let known = records.entry(msg_id).or_insert(record);
             if record.ts > known.ts {
                 *known = record;
             }
         }
         Ok(records)
-    }
-
-    /// Frees an expired key for a new publish.
-    pub fn release_key(&self, msg_id: &str) -> Result<()> {
-        self.sql.exec("UPDATE messages SET msg_id = NULL, msg_last = NULL WHERE msg_id = ?", vec![msg_id.into()])?;
-        Ok(())
     }
 
     /// Frees expired keys for new publishes, in one statement.

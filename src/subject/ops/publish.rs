@@ -159,7 +159,7 @@ pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u
     };
     if let (Some(msg_id), Some(_)) = (key, previous) {
         // Found but expired: the new publish takes the key.
-        core.store.release_key(msg_id)?;
+        core.store.release_keys(&[msg_id])?;
     }
     // Timestamps never go backwards, even if the clock does.
     let ts = now.max(core.meta.last_ts);
@@ -170,7 +170,7 @@ pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u
         if let DedupDecision::Duplicate { first, last } = dedup::decide(record, now, core.config.dedup_window_ms) {
             return Ok(duplicate(core, first, last, now));
         }
-        core.store.release_key(msg_id)?;
+        core.store.release_keys(&[msg_id])?;
         core.store.append(&mut core.meta, first, last, ts, messages, key)?;
     }
     core.telemetry.time_commit(now);
