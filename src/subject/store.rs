@@ -9,7 +9,9 @@ use durable_stream_protocol::headers::Headers;
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{NewMessage, Seq};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
+use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue, Result};
 
 const SCHEMA: &str = "
@@ -309,6 +311,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Stores messages `first..=last` (already assigned) with one timestamp, each with its own
+    /// idempotency key (or none) in its row, in one statement. The keys must have been looked up
+    /// (and the expired ones released) before: none may be in a stored row.
+    pub fn append_keyed(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[Draft], keys: &[Option<&str>]) -> Result<()> {
+        debug_assert_eq!(((last - first + 1) as usize, messages.len()), (keys.len(), keys.len()));
+        let rows: Vec<(&str, Option<&str>, Option<&str>)> = messages.iter().zip(keys).map(|(m, key)| (m.data, m.headers, *key)).collect();
+        self.sql.exec(
+            "INSERT INTO messages (seq, ts, data, headers, msg_id)
+             SELECT ?1 + key, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?3)",
+            vec![int(first), int(ts), json_text(&rows)?.into()],
+        )?;
+        self.count_appended(meta, first, last, ts, messages.iter().map(Draft::size).sum())
+    }
+
     /// Stores one opaque chunk as message `seq` (the data of a Durable Streams byte or text
     /// stream, kept as a BLOB in the same table as JSON messages).
     pub fn append_blob(&self, meta: &mut Meta, seq: Seq, ts: u64, data: &[u8]) -> Result<()> {
@@ -347,6 +363,76 @@ impl Store {
             meta.last_seq = last;
         }
         self.save_counters(meta)
+    }
+
+    /// The next replay frame of messages `from..=to`, made by SQLite: the first messages (at
+    /// most `limit`) that fit in `max_bytes` (at least one), encoded as
+    /// [`durable_stream_protocol::frame::encode_messages`] encodes them and sized as
+    /// [`OutgoingMessage::frame_size`] sizes them. The frame stays a JavaScript string, sent
+    /// as it is: a catch-up never copies message data through the Worker's memory. Returns the
+    /// last sequence in the frame and the frame; None when nothing is stored in the range.
+    ///
+    /// `whole_page` first tries all `limit` messages as one frame (cheap: no running sum);
+    /// when they do not fit, it is set to false and the frame is cut by a running sum.
+    pub fn read_frame(
+        &self,
+        from: Seq,
+        to: Seq,
+        limit: usize,
+        max_bytes: usize,
+        redelivered: bool,
+        whole_page: &mut bool,
+    ) -> Result<Option<(Seq, JsValue)>> {
+        // One message's fields and its size, over the columns of `messages`.
+        macro_rules! fields {
+            () => {
+                "'\"seq\":' || seq || ',\"ts\":' || ts || coalesce(',\"headers\":' || headers, '') || ',\"data\":' || data || ?4"
+            };
+        }
+        macro_rules! size {
+            () => {
+                "length(CAST(data AS BLOB)) + coalesce(length(CAST(headers AS BLOB)) + 12, 0) + 48"
+            };
+        }
+        // `{"op":"msg",…}` for one message, `{"op":"msgs","messages":[…]}` for several.
+        macro_rules! frame {
+            () => {
+                "max(seq) AS last,
+                 CASE count(*) WHEN 1 THEN '{\"op\":\"msg\",' || max(fields) || '}'
+                 ELSE '{\"op\":\"msgs\",\"messages\":[{' || group_concat(fields, '},{' ORDER BY seq) || '}]}' END AS frame"
+            };
+        }
+        const PAGE: &str = concat!(
+            "SELECT sum(size) <= ?5 AS fits, ", frame!(), " FROM (
+               SELECT seq, ", fields!(), " AS fields, ", size!(), " AS size
+               FROM messages WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)
+             HAVING count(*) > 0"
+        );
+        const FITTING: &str = concat!(
+            "SELECT ", frame!(), " FROM (
+               SELECT seq, fields, size, sum(size) OVER (ORDER BY seq) AS upto FROM (
+                 SELECT seq, ", fields!(), " AS fields, ", size!(), " AS size
+                 FROM messages WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3))
+             WHERE upto <= ?5 OR upto = size
+             HAVING count(*) > 0"
+        );
+        let flag = if redelivered { ",\"redelivered\":true" } else { "" };
+        let bindings = || vec![int(from), int(to), int(limit as u64), flag.into(), int(max_bytes as u64)];
+        let get = |row: &JsValue, column: &str| js_sys::Reflect::get(row, &JsValue::from_str(column));
+        // The row as a JavaScript object (the cursor's own iterator), not copied into Rust.
+        let frame_row = |query: &str| -> Result<Option<JsValue>> { Iterator::next(&mut self.sql.exec(query, bindings())?).transpose() };
+        let mut row = if *whole_page { frame_row(PAGE)? } else { None };
+        if let Some(page) = &row {
+            if get(page, "fits")?.as_f64() != Some(1.0) {
+                *whole_page = false;
+                row = None;
+            }
+        }
+        if !*whole_page {
+            row = frame_row(FITTING)?;
+        }
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((get(&row, "last")?.as_f64().unwrap_or_default() as Seq, get(&row, "frame")?)))
     }
 
     /// Messages `from..=to`, at most `limit` of them, in order.
@@ -421,18 +507,38 @@ impl Store {
     /// What is stored of an idempotency key: the row it was published with, or the kept copy
     /// of a key whose message was trimmed (the newer of the two if both exist).
     pub fn key_record(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
-        let row = self.first_row(
-            "SELECT seq, coalesce(msg_last, seq), ts FROM messages WHERE msg_id = ?1
-             UNION ALL SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?1
-             ORDER BY 3 DESC LIMIT 1",
-            vec![msg_id.into()],
-        )?;
-        Ok(row.map(|r| DedupRecord { first: as_u64(&r[0]), last: as_u64(&r[1]), ts: as_u64(&r[2]) }))
+        Ok(self.key_records(&[msg_id])?.remove(msg_id))
     }
 
-    /// Frees an expired key for a new publish.
-    pub fn release_key(&self, msg_id: &str) -> Result<()> {
-        self.sql.exec("UPDATE messages SET msg_id = NULL, msg_last = NULL WHERE msg_id = ?", vec![msg_id.into()])?;
+    /// What is stored of each of `msg_ids` that storage knows, by key, as [`Store::key_record`]
+    /// finds it for one: one statement for a whole batch keyed entry by entry (the keys travel
+    /// as one JSON array).
+    pub fn key_records(&self, msg_ids: &[&str]) -> Result<HashMap<String, DedupRecord>> {
+        let cursor = self.sql.exec(
+            "SELECT seq, coalesce(msg_last, seq), ts, msg_id FROM messages WHERE msg_id IN (SELECT value FROM json_each(?1))
+             UNION ALL SELECT first_seq, last_seq, ts, msg_id FROM dedup WHERE msg_id IN (SELECT value FROM json_each(?1))",
+            vec![json_text(&msg_ids)?.into()],
+        )?;
+        let mut records: HashMap<String, DedupRecord> = HashMap::new();
+        for row in cursor.raw() {
+            let mut row = row?;
+            let record = DedupRecord { first: as_u64(&row[0]), last: as_u64(&row[1]), ts: as_u64(&row[2]) };
+            let Some(msg_id) = row.pop().and_then(into_string) else { continue };
+            // The newer of a row's key and a kept copy of it.
+            let known = records.entry(msg_id).or_insert(record);
+            if record.ts > known.ts {
+                *known = record;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Frees expired keys for new publishes, in one statement.
+    pub fn release_keys(&self, msg_ids: &[&str]) -> Result<()> {
+        self.sql.exec(
+            "UPDATE messages SET msg_id = NULL, msg_last = NULL WHERE msg_id IN (SELECT value FROM json_each(?))",
+            vec![json_text(&msg_ids)?.into()],
+        )?;
         Ok(())
     }
 
