@@ -8,6 +8,9 @@
 # free ports, runs `dstream bench --floor` against both and prints the machine, the versions and
 # the Markdown table (our rate, the floor's, and the ratio). Without the floor's directory only
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
+# Then the cold start of new subjects against the floor on the same two servers, and the wasm
+# bundle's compile time (bench/cold-start.mjs, COLD_BENCH_SUBJECTS subjects each, default 40);
+# COLD_BENCH=0 skips it.
 # Then the Durable Streams append benchmark (bench/ds-appends.mjs: our /ds mount against the
 # @durable-streams/server reference and a JS HTTP floor, driven by wrk); DS_BENCH=0 skips it.
 # Then single publishes with an access token against the API key, taking turns in the same run,
@@ -88,6 +91,13 @@ dstream() { cargo run --release -q -p durable-stream-client --bin dstream -- --u
 dstream --api-key test-key bench "${floor_args[@]}" "$@"
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "${COLD_BENCH:-1}" != 0 ]; then
+  echo
+  echo "## Cold start of a new subject (bench/cold-start.mjs)"
+  echo
+  "$NODE" bench/cold-start.mjs --ours "$ours_url" --api-key test-key "${floor_args[@]}" --subjects "${COLD_BENCH_SUBJECTS:-40}"
+fi
 
 if [ "${DS_BENCH:-1}" != 0 ]; then
   echo
