@@ -82,3 +82,85 @@ test("every acknowledged publish survives a SIGKILL of workerd", { timeout: 180_
     await server.stop();
   }
 });
+
+// A publish stores its idempotency key in its message's row and moves the counters in memory,
+// saving them every 1,024 messages; a restart counts the rows after the saved ones. Killed
+// mid-flight, across several such saves: no key survives without its message, and the
+// counters (last, count, bytes) are those of the stored rows.
+test("a SIGKILL leaves no idempotency key or count without its message", { timeout: 240_000 }, async () => {
+  const subject = "crash.keys";
+  const persist = tempDir("crash-keys-");
+  let server = await startServer({ persist });
+  /** msgId -> [the exact text published, or the texts of a batch] */
+  const sent = new Map();
+  /** msgId -> seq acknowledged */
+  const acked = new Map();
+  let stopping = false;
+  try {
+    const ws = await connect(server, subject);
+    let next = 0;
+    const publish = () => {
+      const msgId = `k${next}`;
+      // Every 25th publish is a batch of three under one key.
+      const texts = (next % 25 === 0 ? [0, 1, 2] : [0]).map((part) => JSON.stringify({ n: next, part, pad: "y".repeat(next % 200) }));
+      sent.set(msgId, texts);
+      const body = texts.length === 1 ? `"data":${texts[0]}` : `"batch":[${texts.join(",")}]`;
+      ws.send(`{"op":"pub","id":"${msgId}","msgId":"${msgId}",${body}}`);
+      next++;
+    };
+    ws.onFrame = (frame) => {
+      if (frame.op === "ok" && sent.has(frame.id)) {
+        acked.set(frame.id, frame.seq);
+        if (!stopping) publish();
+      }
+    };
+    for (let i = 0; i < 32; i++) publish();
+    await until(() => acked.size >= 3000, 120_000, "3000 acknowledged keyed publishes");
+    await server.stop({ crash: true });
+    stopping = true;
+
+    server = await startServer({ persist });
+    const readAll = async () => {
+      const info = await (await fetch(`${server.url}/v1/stream/${subject}`, { headers: AUTH })).json();
+      const stored = new Map();
+      for (;;) {
+        const page = await (await fetch(`${server.url}/v1/stream/${subject}/messages?from=${stored.size + 1}&limit=1000`, { headers: AUTH })).json();
+        for (const m of page.messages) stored.set(m.seq, JSON.stringify(m.data));
+        if (page.messages.length === 0 || page.next > info.last) break;
+      }
+      return { info, stored };
+    };
+    const { info, stored } = await readAll();
+    assert.equal(stored.size, info.last, "no gap in the stored sequence");
+    assert.equal(info.count, info.last);
+    const bytes = [...stored.values()].reduce((sum, text) => sum + Buffer.byteLength(text), 0);
+    assert.equal(info.bytes, bytes, "bytes counts exactly the stored messages");
+    for (const [msgId, seq] of acked) {
+      sent.get(msgId).forEach((text, k) => assert.equal(stored.get(seq + k), text, `${msgId} acknowledged as ${seq}`));
+    }
+
+    // Every key sent, acknowledged or not, published again: a key whose message is stored is a
+    // duplicate naming that message; a key whose publish was lost appends anew.
+    const again = await connect(server, subject);
+    let last = info.last;
+    for (const [msgId, texts] of sent) {
+      const frame = texts.length === 1 ? { op: "pub", msgId, data: JSON.parse(texts[0]) } : { op: "pub", msgId, batch: texts.map((t) => JSON.parse(t)) };
+      const reply = await again.ok(frame);
+      if (reply.duplicate) {
+        assert.ok(!acked.has(msgId) || acked.get(msgId) === reply.seq, `${msgId}: duplicate of ${reply.seq}, acknowledged as ${acked.get(msgId)}`);
+        texts.forEach((text, k) => assert.equal(stored.get(reply.seq + k), text, `${msgId}: its key names message ${reply.seq + k}`));
+      } else {
+        assert.ok(!acked.has(msgId), `${msgId} was acknowledged as ${acked.get(msgId)} but appended again`);
+        assert.equal(reply.seq, last + 1, `${msgId} appends after the last message`);
+        last += texts.length;
+      }
+    }
+    const after = await readAll();
+    assert.equal(after.info.last, last);
+    assert.equal(after.stored.size, last, "no gap after the retries");
+    assert.equal(after.info.bytes, [...after.stored.values()].reduce((sum, text) => sum + Buffer.byteLength(text), 0));
+  } finally {
+    stopping = true;
+    await server.stop();
+  }
+});

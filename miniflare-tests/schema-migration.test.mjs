@@ -1,6 +1,7 @@
 // Subjects stored before messages had headers keep working: data is written, workerd stopped,
 // each subject's SQLite `messages` table put back to the schema of the release before headers
-// (no `headers` column, no timestamp index), and the new build started on that storage. It adds
+// (no `headers` column, no timestamp index, idempotency keys in the `dedup` table rather than in
+// the message rows), and the new build started on that storage. It adds
 // what is missing in place: every old message reads back byte for byte without headers, new
 // messages take headers, starts by time work, and all of it survives a crash restart.
 //
@@ -67,7 +68,8 @@ test("a subject stored before headers is migrated in place and keeps every messa
   const oldPage = await httpCall(server, "GET", `/v1/stream/${s}/messages?limit=1000`);
   await server.stop();
 
-  // Back to the old schema, as a deployment of the previous release left it.
+  // Back to the old schema, as a deployment of the previous release left it: no headers, no
+  // idempotency keys in the message rows (that release kept every key in the `dedup` table).
   const databases = subjectDatabases();
   assert.ok(databases.length >= 1, "the subject's database was found");
   for (const file of databases) {
@@ -77,6 +79,8 @@ test("a subject stored before headers is migrated in place and keeps every messa
         ALTER TABLE messages RENAME TO messages_new;
         ${OLD_MESSAGES};
         INSERT INTO messages SELECT seq, ts, data FROM messages_new;
+        INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts)
+          SELECT msg_id, seq, coalesce(msg_last, seq), ts FROM messages_new WHERE msg_id IS NOT NULL;
         DROP TABLE messages_new;
         COMMIT;`);
     });

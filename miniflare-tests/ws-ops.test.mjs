@@ -10,7 +10,7 @@ import { serverPerFile } from "./harness.mjs";
 const MAX_SEQ = 2 ** 53 - 1;
 
 const harness = serverPerFile();
-const { open } = harness;
+const { open, evict } = harness;
 
 function assertErr(reply, code, id, messagePart) {
   assert.equal(reply.op, "err", `expected err ${code}, got ${JSON.stringify(reply)}`);
@@ -339,6 +339,29 @@ describe("trim", () => {
     await late.waitForMessages(1);
     await sleep(100);
     assert.deepEqual(late.msgs.map((m) => m.seq), [11]);
+  });
+
+  test("idempotency keys outlive their trimmed messages within the dedup window, and a restart", async () => {
+    const subject = uniqueSubject("trimkeys");
+    const c = await open(subject);
+    assert.equal((await c.ok({ op: "pub", data: "one", msgId: "k1" })).seq, 1);
+    assert.equal((await c.ok({ op: "pub", batch: ["two", "three"], msgId: "k2" })).seq, 2);
+    assert.equal((await c.ok({ op: "pub", data: "four", msgId: "k4" })).seq, 4);
+    await c.ok({ op: "trim", upto: 3 });
+    const retries = async (client) => [
+      await client.request({ op: "pub", id: 1, data: "one", msgId: "k1" }),
+      await client.request({ op: "pub", id: 2, batch: ["two", "three"], msgId: "k2" }),
+      await client.request({ op: "pub", id: 4, data: "four", msgId: "k4" }),
+    ];
+    const expected = [
+      { op: "ok", id: 1, seq: 1, duplicate: true },
+      { op: "ok", id: 2, seq: 2, last: 3, duplicate: true },
+      { op: "ok", id: 4, seq: 4, duplicate: true },
+    ];
+    assert.deepEqual(await retries(c), expected);
+    await evict(subject);
+    assert.deepEqual(await retries(await open(subject)), expected);
+    assert.deepEqual(await c.request({ op: "pub", id: 5, data: "five", msgId: "k5" }), { op: "ok", id: 5, seq: 5 });
   });
 
   test("a trim moves a lagging subscriber past the deleted messages", async () => {

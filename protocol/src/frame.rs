@@ -264,7 +264,7 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             version: optional(fields, "version", |raw| parse_seq(raw, "version", 0))?,
         },
         "get" => ClientFrame::Get { id, message: required(fields, "seq", parse_message_ref)? },
-        "auth" => ClientFrame::Auth { id, token: required(fields, "token", |raw| parse_token(raw))? },
+        "auth" => ClientFrame::Auth { id, token: required(fields, "token", parse_token)? },
         "consumers" => ClientFrame::Consumers { id },
         "consumer.delete" => ClientFrame::ConsumerDelete { id, name: required(fields, "name", |raw| parse_name(raw, "name"))? },
         "consumer.reset" => ClientFrame::ConsumerReset {

@@ -2,7 +2,7 @@
 //! are waiting for, from storage in bounded pages for anyone catching up or owed a redelivery.
 
 use super::sessions::Session;
-use super::store::{Store, StoredMessage};
+use super::store::Store;
 use durable_stream_protocol::frame::{encode_messages, OutgoingMessage};
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{Config, Seq};
@@ -75,35 +75,14 @@ pub fn send_range(
         return Ok(());
     }
     let (mut from, to) = (*range.start(), *range.end());
+    let mut whole_pages = true;
     while from <= to {
-        let page = store.read(from, to, config.replay_page_messages)?;
-        let Some(last) = page.last() else { break };
-        from = last.seq + 1;
-        for frame in pack_frames(&page, config.replay_frame_bytes, redelivered) {
-            session.send(&frame);
-        }
+        let (page, frame_bytes) = (config.replay_page_messages, config.replay_frame_bytes);
+        let Some((last, frame)) = store.read_frame(from, to, page, frame_bytes, redelivered, &mut whole_pages)? else {
+            break;
+        };
+        session.send_js(&frame);
+        from = last + 1;
     }
     Ok(())
-}
-
-/// Packs stored messages into frames of at most `max_bytes` each (a single message larger
-/// than that still goes alone in its own frame).
-fn pack_frames(page: &[StoredMessage], max_bytes: usize, redelivered: bool) -> Vec<String> {
-    let mut frames = Vec::new();
-    let mut chunk: Vec<OutgoingMessage> = Vec::new();
-    let mut chunk_bytes = 0;
-    for message in page {
-        let size = OutgoingMessage::frame_size(&message.data, message.headers.as_deref());
-        if !chunk.is_empty() && chunk_bytes + size > max_bytes {
-            frames.push(encode_messages(&chunk, redelivered));
-            chunk.clear();
-            chunk_bytes = 0;
-        }
-        chunk.push(message.outgoing());
-        chunk_bytes += size;
-    }
-    if !chunk.is_empty() {
-        frames.push(encode_messages(&chunk, redelivered));
-    }
-    frames
 }

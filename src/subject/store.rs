@@ -10,6 +10,7 @@ use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{NewMessage, Seq};
 use std::cell::Cell;
 use std::rc::Rc;
+use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue, Result};
 
 const SCHEMA: &str = "
@@ -24,7 +25,9 @@ CREATE TABLE IF NOT EXISTS meta (
   state TEXT,
   state_version INTEGER NOT NULL
 );
-CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL, headers TEXT);
+CREATE TABLE IF NOT EXISTS messages (
+  seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL, headers TEXT, msg_id TEXT, msg_last INTEGER
+);
 CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
 CREATE TABLE IF NOT EXISTS dedup (
   msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
@@ -76,8 +79,24 @@ impl Meta {
 
 /// Columns added after the first release, with their definitions: a table created before
 /// gets them on open (`ALTER TABLE … ADD COLUMN`), and its existing rows read NULL or the default.
-const ADDED_COLUMNS: &[(&str, &str, &str)] =
-    &[("messages", "headers", "TEXT"), ("consumers", "redelivered", "INTEGER NOT NULL DEFAULT 0")];
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("messages", "headers", "TEXT"),
+    ("consumers", "redelivered", "INTEGER NOT NULL DEFAULT 0"),
+    ("messages", "msg_id", "TEXT"),
+    ("messages", "msg_last", "INTEGER"),
+];
+
+/// Idempotency keys live in the row of the message they were published with (`msg_id`, and
+/// `msg_last` when the key covers a batch), so that storing a message and its key is one
+/// statement and a key can never outlive or precede its message. Unique among the rows that
+/// have one: a single publish's insert finds a duplicate by failing to insert.
+const KEY_INDEX: &str = "CREATE UNIQUE INDEX IF NOT EXISTS messages_by_msg_id ON messages (msg_id) WHERE msg_id IS NOT NULL";
+
+/// The counters are saved once this many messages or bytes were appended since the last save;
+/// the appends in between are counted again on load from the rows after the saved last sequence
+/// (so a publish writes its row and nothing else, and a crash loses no count).
+const SAVE_COUNTERS_EVERY_MESSAGES: u64 = 1024;
+const SAVE_COUNTERS_EVERY_BYTES: u64 = 1 << 20;
 
 /// A stored message, data as the published JSON text.
 pub struct StoredMessage {
@@ -130,6 +149,8 @@ pub struct Store {
     /// here rather than queried each time. A key replaced by a newer one can leave it too old:
     /// that only makes the alarm fire early, and pruning reads it again.
     oldest_dedup: Rc<Cell<Option<Option<u64>>>>,
+    /// Messages and bytes appended since the counters were last saved.
+    unsaved: Rc<Cell<(u64, u64)>>,
 }
 
 /// A sequence, count or timestamp as a SQLite integer (all stay below 2^63).
@@ -164,11 +185,15 @@ impl Store {
 
     /// Opens the schema and loads the counters, creating them for a new subject.
     pub fn open(sql: SqlStorage, subject: &str, new_epoch: impl FnOnce() -> String) -> Result<(Store, Meta)> {
-        let store = Store { sql, oldest_dedup: Rc::default() };
+        let store = Store { sql, oldest_dedup: Rc::default(), unsaved: Rc::default() };
         store.sql.exec(SCHEMA, None)?;
         store.add_missing_columns()?;
+        store.sql.exec(KEY_INDEX, None)?;
         let meta = match store.load_meta()? {
-            Some(meta) => meta,
+            Some(mut meta) => {
+                store.count_unsaved(&mut meta)?;
+                meta
+            }
             None => store.create_meta(subject, new_epoch())?,
         };
         Ok((store, meta))
@@ -211,38 +236,78 @@ impl Store {
         }))
     }
 
+    /// Adds the messages stored after the saved counters (the appends since the last save).
+    fn count_unsaved(&self, meta: &mut Meta) -> Result<()> {
+        let row = self
+            .first_row(
+                &format!("SELECT count(*), min(seq), max(seq), max(ts), coalesce(sum({ROW_SIZE}), 0) FROM messages WHERE seq > ?"),
+                vec![int(meta.last_seq)],
+            )?
+            .unwrap_or_default();
+        let value = |i: usize| as_u64(row.get(i).unwrap_or(&SqlStorageValue::Null));
+        let (count, bytes) = (value(0), value(4));
+        if count > 0 {
+            if meta.first_seq > meta.last_seq {
+                meta.first_seq = value(1);
+            }
+            meta.last_seq = value(2);
+            meta.last_ts = meta.last_ts.max(value(3));
+            meta.bytes += bytes;
+        }
+        self.unsaved.set((count, bytes));
+        Ok(())
+    }
+
     fn save_counters(&self, meta: &Meta) -> Result<()> {
         self.sql.exec(
             "UPDATE meta SET last_seq = ?, first_seq = ?, bytes = ?, last_ts = ? WHERE id = 1",
             vec![int(meta.last_seq), int(meta.first_seq), int(meta.bytes), int(meta.last_ts)],
         )?;
+        self.unsaved.set((0, 0));
         Ok(())
     }
 
-    /// Stores messages `first..=last` (already assigned) with one timestamp.
-    pub fn append(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[Draft]) -> Result<()> {
+    /// Stores messages `first..=last` (already assigned) with one timestamp, and `key` (the
+    /// publish's idempotency key) in the first one's row. Returns false, storing nothing, when
+    /// a single message's key is already in a stored row; a batch's key must have been looked
+    /// up (and released if expired) before, as its rows are inserted by one statement.
+    pub fn append(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[Draft], key: Option<&str>) -> Result<bool> {
         debug_assert_eq!((last - first + 1) as usize, messages.len());
+        let key_value = || key.map_or(SqlStorageValue::Null, Into::into);
         if let [one] = messages {
             let headers = one.headers.map_or(SqlStorageValue::Null, Into::into);
-            self.sql.exec("INSERT INTO messages (seq, ts, data, headers) VALUES (?, ?, ?, ?)", vec![int(first), int(ts), one.data.into(), headers])?;
-        } else if messages.iter().all(|m| m.headers.is_none()) {
-            // One statement for the whole batch: the payloads travel as a JSON array of strings
-            // (the verbatim JSON texts), which keeps each message byte for byte as published.
-            let texts: Vec<&str> = messages.iter().map(|m| m.data).collect();
-            self.sql.exec(
-                "INSERT INTO messages (seq, ts, data) SELECT ? + key, ?, value FROM json_each(?)",
-                vec![int(first), int(ts), json_text(&texts)?.into()],
+            let inserted = self.sql.exec(
+                "INSERT INTO messages (seq, ts, data, headers, msg_id) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                vec![int(first), int(ts), one.data.into(), headers, key_value()],
             )?;
+            if inserted.rows_written() == 0 {
+                // Nothing else can conflict: sequences are assigned past every stored one.
+                return match key {
+                    Some(_) => Ok(false),
+                    None => Err(worker::Error::RustError(format!("message {first} is already stored"))),
+                };
+            }
         } else {
-            // The same with headers: an array of [data, headers or null] pairs.
-            let pairs: Vec<(&str, Option<&str>)> = messages.iter().map(|m| (m.data, m.headers)).collect();
+            // One statement for the whole batch: the payloads travel as a JSON array of strings
+            // (the verbatim JSON texts, or [data, headers] pairs when some have headers), which
+            // keeps each message byte for byte as published.
+            let (columns, batch) = if messages.iter().all(|m| m.headers.is_none()) {
+                let texts: Vec<&str> = messages.iter().map(|m| m.data).collect();
+                ("value, NULL", json_text(&texts)?)
+            } else {
+                let pairs: Vec<(&str, Option<&str>)> = messages.iter().map(|m| (m.data, m.headers)).collect();
+                ("json_extract(value, '$[0]'), json_extract(value, '$[1]')", json_text(&pairs)?)
+            };
             self.sql.exec(
-                "INSERT INTO messages (seq, ts, data, headers)
-                 SELECT ? + key, ?, json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?)",
-                vec![int(first), int(ts), json_text(&pairs)?.into()],
+                &format!(
+                    "INSERT INTO messages (seq, ts, data, headers, msg_id, msg_last)
+                     SELECT ?1 + key, ?2, {columns}, CASE key WHEN 0 THEN ?3 END, CASE key WHEN 0 THEN ?4 END FROM json_each(?5)"
+                ),
+                vec![int(first), int(ts), key_value(), key.map_or(SqlStorageValue::Null, |_| int(last)), batch.into()],
             )?;
         }
-        self.count_appended(meta, first, last, ts, messages.iter().map(Draft::size).sum())
+        self.count_appended(meta, first, last, ts, messages.iter().map(Draft::size).sum())?;
+        Ok(true)
     }
 
     /// Stores one opaque chunk as message `seq` (the data of a Durable Streams byte or text
@@ -255,7 +320,8 @@ impl Store {
         self.count_appended(meta, seq, seq, ts, data.len() as u64)
     }
 
-    /// Moves the counters over messages `first..=last` just stored (`bytes` of data in all).
+    /// Moves the counters over messages `first..=last` just stored (`bytes` of data in all),
+    /// saving them when enough went unsaved.
     fn count_appended(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, bytes: u64) -> Result<()> {
         if meta.first_seq > meta.last_seq {
             meta.first_seq = first;
@@ -263,7 +329,13 @@ impl Store {
         meta.last_seq = last;
         meta.last_ts = ts;
         meta.bytes += bytes;
-        self.save_counters(meta)
+        let (messages, unsaved_bytes) = self.unsaved.get();
+        let unsaved = (messages + (last - first + 1), unsaved_bytes + bytes);
+        if unsaved.0 >= SAVE_COUNTERS_EVERY_MESSAGES || unsaved.1 >= SAVE_COUNTERS_EVERY_BYTES {
+            return self.save_counters(meta);
+        }
+        self.unsaved.set(unsaved);
+        Ok(())
     }
 
     /// Moves an empty subject's counter to `last` without storing anything (a fork whose
@@ -276,6 +348,76 @@ impl Store {
             meta.last_seq = last;
         }
         self.save_counters(meta)
+    }
+
+    /// The next replay frame of messages `from..=to`, made by SQLite: the first messages (at
+    /// most `limit`) that fit in `max_bytes` (at least one), encoded as
+    /// [`durable_stream_protocol::frame::encode_messages`] encodes them and sized as
+    /// [`OutgoingMessage::frame_size`] sizes them. The frame stays a JavaScript string, sent
+    /// as it is: a catch-up never copies message data through the Worker's memory. Returns the
+    /// last sequence in the frame and the frame; None when nothing is stored in the range.
+    ///
+    /// `whole_page` first tries all `limit` messages as one frame (cheap: no running sum);
+    /// when they do not fit, it is set to false and the frame is cut by a running sum.
+    pub fn read_frame(
+        &self,
+        from: Seq,
+        to: Seq,
+        limit: usize,
+        max_bytes: usize,
+        redelivered: bool,
+        whole_page: &mut bool,
+    ) -> Result<Option<(Seq, JsValue)>> {
+        // One message's fields and its size, over the columns of `messages`.
+        macro_rules! fields {
+            () => {
+                "'\"seq\":' || seq || ',\"ts\":' || ts || coalesce(',\"headers\":' || headers, '') || ',\"data\":' || data || ?4"
+            };
+        }
+        macro_rules! size {
+            () => {
+                "length(CAST(data AS BLOB)) + coalesce(length(CAST(headers AS BLOB)) + 12, 0) + 48"
+            };
+        }
+        // `{"op":"msg",…}` for one message, `{"op":"msgs","messages":[…]}` for several.
+        macro_rules! frame {
+            () => {
+                "max(seq) AS last,
+                 CASE count(*) WHEN 1 THEN '{\"op\":\"msg\",' || max(fields) || '}'
+                 ELSE '{\"op\":\"msgs\",\"messages\":[{' || group_concat(fields, '},{' ORDER BY seq) || '}]}' END AS frame"
+            };
+        }
+        const PAGE: &str = concat!(
+            "SELECT sum(size) <= ?5 AS fits, ", frame!(), " FROM (
+               SELECT seq, ", fields!(), " AS fields, ", size!(), " AS size
+               FROM messages WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3)
+             HAVING count(*) > 0"
+        );
+        const FITTING: &str = concat!(
+            "SELECT ", frame!(), " FROM (
+               SELECT seq, fields, size, sum(size) OVER (ORDER BY seq) AS upto FROM (
+                 SELECT seq, ", fields!(), " AS fields, ", size!(), " AS size
+                 FROM messages WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3))
+             WHERE upto <= ?5 OR upto = size
+             HAVING count(*) > 0"
+        );
+        let flag = if redelivered { ",\"redelivered\":true" } else { "" };
+        let bindings = || vec![int(from), int(to), int(limit as u64), flag.into(), int(max_bytes as u64)];
+        let get = |row: &JsValue, column: &str| js_sys::Reflect::get(row, &JsValue::from_str(column));
+        // The row as a JavaScript object (the cursor's own iterator), not copied into Rust.
+        let frame_row = |query: &str| -> Result<Option<JsValue>> { Iterator::next(&mut self.sql.exec(query, bindings())?).transpose() };
+        let mut row = if *whole_page { frame_row(PAGE)? } else { None };
+        if let Some(page) = &row {
+            if get(page, "fits")?.as_f64() != Some(1.0) {
+                *whole_page = false;
+                row = None;
+            }
+        }
+        if !*whole_page {
+            row = frame_row(FITTING)?;
+        }
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some((get(&row, "last")?.as_f64().unwrap_or_default() as Seq, get(&row, "frame")?)))
     }
 
     /// Messages `from..=to`, at most `limit` of them, in order.
@@ -300,8 +442,18 @@ impl Store {
         Ok(out)
     }
 
-    /// Deletes every message with `seq <= upto`; returns how many went.
-    pub fn delete_upto(&self, meta: &mut Meta, upto: Seq) -> Result<u64> {
+    /// Deletes every message with `seq <= upto`; returns how many went. Their idempotency keys
+    /// published at or after `keep_keys_since` are kept apart, so that a retry within the dedup
+    /// window is still recognised after its message was trimmed.
+    pub fn delete_upto(&self, meta: &mut Meta, upto: Seq, keep_keys_since: u64) -> Result<u64> {
+        let kept = self.sql.exec(
+            "INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts)
+             SELECT msg_id, seq, coalesce(msg_last, seq), ts FROM messages WHERE seq <= ? AND msg_id IS NOT NULL AND ts >= ?",
+            vec![int(upto), int(keep_keys_since)],
+        )?;
+        if kept.rows_written() > 0 {
+            self.oldest_dedup.set(None);
+        }
         let row = self.first_row(&format!("SELECT count(*), coalesce(sum({ROW_SIZE}), 0) FROM messages WHERE seq <= ?"), vec![int(upto)])?
             .unwrap_or_default();
         let (deleted, bytes) = (as_u64(row.first().unwrap_or(&SqlStorageValue::Null)), as_u64(row.get(1).unwrap_or(&SqlStorageValue::Null)));
@@ -337,20 +489,28 @@ impl Store {
         Ok(row.map(|r| as_u64(&r[0])))
     }
 
-    pub fn dedup_get(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
-        let row = self.first_row("SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?", vec![msg_id.into()])?;
+    /// What is stored of an idempotency key: the row it was published with, or the kept copy
+    /// of a key whose message was trimmed (the newer of the two if both exist).
+    pub fn key_record(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
+        let row = self.first_row(
+            "SELECT seq, coalesce(msg_last, seq), ts FROM messages WHERE msg_id = ?1
+             UNION ALL SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?1
+             ORDER BY 3 DESC LIMIT 1",
+            vec![msg_id.into()],
+        )?;
         Ok(row.map(|r| DedupRecord { first: as_u64(&r[0]), last: as_u64(&r[1]), ts: as_u64(&r[2]) }))
     }
 
-    pub fn dedup_put(&self, msg_id: &str, record: DedupRecord) -> Result<()> {
-        self.sql.exec(
-            "INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts) VALUES (?, ?, ?, ?)",
-            vec![msg_id.into(), int(record.first), int(record.last), int(record.ts)],
-        )?;
-        if let Some(oldest) = self.oldest_dedup.get() {
-            self.oldest_dedup.set(Some(Some(oldest.map_or(record.ts, |oldest| oldest.min(record.ts)))));
-        }
+    /// Frees an expired key for a new publish.
+    pub fn release_key(&self, msg_id: &str) -> Result<()> {
+        self.sql.exec("UPDATE messages SET msg_id = NULL, msg_last = NULL WHERE msg_id = ?", vec![msg_id.into()])?;
         Ok(())
+    }
+
+    /// Whether keys are kept apart from their messages (trimmed within the dedup window, or
+    /// stored by an earlier version): a new key must then be looked up there before its insert.
+    pub fn keeps_keys_apart(&self) -> Result<bool> {
+        Ok(self.oldest_dedup_ts()?.is_some())
     }
 
     /// Forgets idempotency keys older than `cutoff`.
@@ -450,6 +610,7 @@ impl Store {
             vec![epoch.as_str().into()],
         )?;
         *meta = Meta { subject: std::mem::take(&mut meta.subject), epoch, last_seq: 0, first_seq: 1, bytes: 0, last_ts: 0, state_version: 0 };
+        self.unsaved.set((0, 0));
         Ok(())
     }
 }

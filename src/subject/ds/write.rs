@@ -241,7 +241,7 @@ fn create_now(core: &mut Core, row: StreamRow, grant: Option<&ForkGrant>, body: 
         let ts = now.max(core.meta.last_ts);
         for (seq, data) in &grant.messages {
             if row.is_json() {
-                core.store.append(&mut core.meta, *seq, *seq, ts, &[Draft { data, headers: None }])?;
+                core.store.append(&mut core.meta, *seq, *seq, ts, &[Draft { data, headers: None }], None)?;
             } else {
                 let bytes = base64::decode(data).ok_or_else(ProtocolError::internal)?;
                 core.store.append_blob(&mut core.meta, *seq, ts, &bytes)?;

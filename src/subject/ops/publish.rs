@@ -6,7 +6,7 @@ use super::super::store::Draft;
 use super::super::Core;
 use super::reply_to;
 use crate::http::Failure;
-use durable_stream_protocol::dedup::DedupRecord;
+use durable_stream_protocol::dedup::{self, DedupDecision};
 use durable_stream_protocol::frame::{encode_ok, OutgoingMessage, Payload};
 use durable_stream_protocol::publish::{decide, Publish, PublishDecision};
 use durable_stream_protocol::{retention, RequestId, Seq};
@@ -65,30 +65,55 @@ pub fn over_websocket(
 /// Stores `messages` durably (or recognises a duplicate `msgId`, or refuses them when the
 /// expected last sequence is not the subject's) and applies retention. The decision and the
 /// append run without an await in between: no other event can publish in the meantime.
+///
+/// A single message's key is checked by its own insert (the key's unique index), so that an
+/// ordinary publish is one SQL statement; the key is looked up first only when the insert
+/// could not tell: a batch, a failed expectation (a retry must still get its original
+/// sequence), or keys kept apart from their messages.
 pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u64) -> std::result::Result<Published, Failure> {
-    let previous = match conditions.msg_id {
-        Some(msg_id) => core.store.dedup_get(msg_id)?,
-        None => None,
+    let key = conditions.msg_id;
+    let look_up_first = match key {
+        None => false,
+        Some(_) => {
+            messages.len() > 1
+                || conditions.expect_last_seq.is_some_and(|expected| expected != core.meta.last_seq)
+                || core.store.keeps_keys_apart()?
+        }
+    };
+    let previous = match key {
+        Some(msg_id) if look_up_first => core.store.key_record(msg_id)?,
+        _ => None,
     };
     let publish = Publish { count: messages.len(), previous, expect_last_seq: conditions.expect_last_seq };
     let (first, last) = match decide(publish, core.meta.last_seq, now, core.config.dedup_window_ms)? {
-        PublishDecision::Duplicate { first, last } => {
-            core.telemetry.counters.dedup_hits += 1;
-            return Ok(Published { first, last, ts: now, duplicate: true });
-        }
+        PublishDecision::Duplicate { first, last } => return Ok(duplicate(core, first, last, now)),
         PublishDecision::Append { first, last } => (first, last),
     };
+    if let (Some(msg_id), Some(_)) = (key, previous) {
+        // Found but expired: the new publish takes the key.
+        core.store.release_key(msg_id)?;
+    }
     // Timestamps never go backwards, even if the clock does.
     let ts = now.max(core.meta.last_ts);
-    core.store.append(&mut core.meta, first, last, ts, messages)?;
-    core.telemetry.time_commit(now);
-    if let Some(msg_id) = conditions.msg_id {
-        // Expired keys are pruned by the alarm (`Core::next_wakeup`); `dedup::decide` ignores
-        // them until then.
-        core.store.dedup_put(msg_id, DedupRecord { first, last, ts: now })?;
+    let appended = core.store.append(&mut core.meta, first, last, ts, messages, key)?;
+    if let (false, Some(msg_id)) = (appended, key) {
+        // A single message not looked up first: its key is in a stored message's row.
+        let record = core.store.key_record(msg_id)?;
+        if let DedupDecision::Duplicate { first, last } = dedup::decide(record, now, core.config.dedup_window_ms) {
+            return Ok(duplicate(core, first, last, now));
+        }
+        core.store.release_key(msg_id)?;
+        core.store.append(&mut core.meta, first, last, ts, messages, key)?;
     }
+    core.telemetry.time_commit(now);
     enforce_retention(core, now)?;
     Ok(Published { first, last, ts, duplicate: false })
+}
+
+/// A publish whose key was stored as `first..=last` within the dedup window.
+fn duplicate(core: &mut Core, first: Seq, last: Seq, now: u64) -> Published {
+    core.telemetry.counters.dedup_hits += 1;
+    Published { first, last, ts: now, duplicate: true }
 }
 
 /// Sends freshly stored messages to every subscriber whose window allows it.
@@ -134,7 +159,7 @@ pub fn enforce_retention(core: &mut Core, now: u64) -> Result<()> {
         }
     }
     if let Some(upto) = upto {
-        core.store.delete_upto(&mut core.meta, upto)?;
+        delete_upto(core, upto, now)?;
     }
     const SIZE_PAGE: usize = 1000;
     loop {
@@ -144,6 +169,13 @@ pub fn enforce_retention(core: &mut Core, now: u64) -> Result<()> {
         }
         let oldest = core.store.oldest_sizes(core.meta.first_seq - 1, SIZE_PAGE)?;
         let (Some(cutoff), _) = retention::bytes_cutoff(excess, oldest) else { return Ok(()) };
-        core.store.delete_upto(&mut core.meta, cutoff)?;
+        delete_upto(core, cutoff, now)?;
     }
+}
+
+/// Deletes every message with `seq <= upto`; the keys still within the dedup window outlive
+/// them. Returns how many went.
+pub fn delete_upto(core: &mut Core, upto: Seq, now: u64) -> Result<u64> {
+    let keep_keys_since = dedup::expiry_cutoff(now, core.config.dedup_window_ms);
+    core.store.delete_upto(&mut core.meta, upto, keep_keys_since)
 }

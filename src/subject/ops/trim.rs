@@ -8,7 +8,7 @@ use serde_json::json;
 
 pub fn trim(core: &mut Core, upto: Seq, now: u64) -> Result<serde_json::Value, Failure> {
     let deleted = match retention::trim_upto(core.meta.bounds(), upto) {
-        Some(upto) => core.store.delete_upto(&mut core.meta, upto)?,
+        Some(upto) => super::publish::delete_upto(core, upto, now)?,
         None => 0,
     };
     // Subscribers that were owed trimmed messages move on to what remains.
