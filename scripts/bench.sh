@@ -8,6 +8,7 @@
 # free ports, runs `dstream bench --floor` against both and prints the machine, the versions and
 # the Markdown table (our rate, the floor's, and the ratio). Without the floor's directory only
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
+# Single publishes and fan-out take turns with the floor for BENCH_ROUNDS rounds (default 5).
 # Then the cold start of new subjects against the floor on the same two servers, and the wasm
 # bundle's compile time (bench/cold-start.mjs, COLD_BENCH_SUBJECTS subjects each, default 40);
 # COLD_BENCH=0 skips it.
@@ -77,7 +78,9 @@ if [ -f "$FLOOR_DIR/wrangler.toml" ]; then
     sleep 0.5
   done
   [ "$code" != 000 ] || { cat "$work/floor.log" >&2; echo "bench: the floor did not start" >&2; exit 1; }
-  floor_args=(--floor "http://127.0.0.1:$port/$FLOOR_VARIANT")
+  # Single publishes and fan-out take turns with the floor, BENCH_ROUNDS rounds (default 5);
+  # each row reports the round with the median ratio.
+  floor_args=(--floor "http://127.0.0.1:$port/$FLOOR_VARIANT" --rounds "${BENCH_ROUNDS:-5}")
 else
   echo "bench: no floor at $FLOOR_DIR (set FLOOR_DIR); measuring our Worker only" >&2
 fi

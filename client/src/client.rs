@@ -1,6 +1,7 @@
 //! The [`Client`]: publishing, subscribing and subject operations.
 
 use crate::backoff::Backoff;
+use crate::batching::{AutoBatch, Batcher};
 use crate::connection::{base_urls, endpoint, ConnectionEvent, Settings};
 use crate::credentials::{Credentials, TokenProvider};
 use crate::error::{Error, Result};
@@ -33,6 +34,8 @@ pub(crate) struct Inner {
     pub settings: Arc<Settings>,
     pub http: Http,
     connections: Mutex<HashMap<String, RequestConnection>>,
+    auto_batch: AutoBatch,
+    batchers: Mutex<HashMap<String, Batcher>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -52,6 +55,7 @@ pub struct ClientBuilder {
     request_timeout: Duration,
     backoff: Backoff,
     max_frame_bytes: usize,
+    auto_batch: AutoBatch,
 }
 
 impl std::fmt::Debug for ClientBuilder {
@@ -66,6 +70,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("request_timeout", &self.request_timeout)
             .field("backoff", &self.backoff)
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("auto_batch", &self.auto_batch)
             .finish()
     }
 }
@@ -164,6 +169,14 @@ impl ClientBuilder {
         self
     }
 
+    /// How concurrent [`publish`](Client::publish) calls to one subject are coalesced into batch
+    /// frames (default: [`AutoBatch::default`], on; [`AutoBatch::off`] sends each alone). Each
+    /// message keeps its own message id and gets its own sequence, in the order of the calls.
+    pub fn auto_batch(mut self, auto_batch: AutoBatch) -> Self {
+        self.auto_batch = auto_batch;
+        self
+    }
+
     /// Creates the client. Connections open lazily, per subject, on first use; this only
     /// checks the configuration (and gets the first token from the provider, if there is one
     /// and no token was given). Without any credentials it fails with
@@ -194,7 +207,13 @@ impl ClientBuilder {
             http: http.clone(),
         };
         Ok(Client {
-            inner: Arc::new(Inner { settings: Arc::new(settings), http, connections: Mutex::new(HashMap::new()) }),
+            inner: Arc::new(Inner {
+                settings: Arc::new(settings),
+                http,
+                connections: Mutex::new(HashMap::new()),
+                auto_batch: self.auto_batch,
+                batchers: Mutex::new(HashMap::new()),
+            }),
         })
     }
 }
@@ -256,6 +275,7 @@ impl Client {
             request_timeout: Duration::from_secs(30),
             backoff: Backoff::default(),
             max_frame_bytes: 1024 * 1024,
+            auto_batch: AutoBatch::default(),
         }
     }
 
@@ -267,7 +287,9 @@ impl Client {
     /// Publishes one message and returns its sequence number once the server has stored it.
     ///
     /// A fresh random message id makes the publish idempotent: if the connection drops before
-    /// the reply, the client sends it again and the server stores it once.
+    /// the reply, the client sends it again and the server stores it once. Publishes made
+    /// concurrently (from many tasks) go out together in batch frames, each message with its
+    /// own id and sequence (see [`ClientBuilder::auto_batch`]).
     pub async fn publish(&self, subject: &str, data: impl Serialize) -> Result<Seq> {
         self.publish_with_id(subject, data, &new_msg_id()).await
     }
@@ -303,6 +325,12 @@ impl Client {
     /// Publishes one message with headers, an expected last sequence or a chosen message id
     /// (see [`PublishOptions`]); returns its sequence number.
     pub async fn publish_with_options(&self, subject: &str, data: impl Serialize, options: PublishOptions) -> Result<Seq> {
+        // A conditional publish expects the subject's last sequence: it goes alone.
+        if self.inner.auto_batch.enabled && options.expect_last_seq.is_none() {
+            let headers = if options.headers.is_empty() { Value::Null } else { to_json(&options.headers)? };
+            let msg_id = options.msg_id.unwrap_or_else(new_msg_id);
+            return self.batcher(subject)?.publish(to_json(data)?, headers, msg_id).await;
+        }
         let mut frame = publish_frame(&options);
         frame.insert("data".into(), to_json(data)?);
         if !options.headers.is_empty() {
@@ -435,19 +463,35 @@ impl Client {
 
     /// Sends a request on the subject's shared connection.
     async fn request(&self, subject: &str, frame: Map<String, Value>, resend: Resend) -> Result<Reply> {
+        self.connection(subject)?.call(frame, resend).await
+    }
+
+    /// The subject's shared connection (its task starts on first use).
+    fn connection(&self, subject: &str) -> Result<RequestConnection> {
         validate_subject(subject).map_err(|e| Error::BadRequest(e.message))?;
-        let connection = {
-            let mut connections = self.inner.connections.lock().unwrap_or_else(|p| p.into_inner());
-            match connections.get(subject) {
-                Some(connection) if connection.is_alive() => connection.clone(),
-                _ => {
-                    let connection = RequestConnection::spawn(self.inner.settings.clone(), subject.to_owned());
-                    connections.insert(subject.to_owned(), connection.clone());
-                    connection
-                }
+        let mut connections = self.inner.connections.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match connections.get(subject) {
+            Some(connection) if connection.is_alive() => connection.clone(),
+            _ => {
+                let connection = RequestConnection::spawn(self.inner.settings.clone(), subject.to_owned());
+                connections.insert(subject.to_owned(), connection.clone());
+                connection
             }
-        };
-        connection.call(frame, resend).await
+        })
+    }
+
+    /// The subject's publish batcher, on its shared connection.
+    fn batcher(&self, subject: &str) -> Result<Batcher> {
+        let connection = self.connection(subject)?;
+        let mut batchers = self.inner.batchers.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(match batchers.get(subject) {
+            Some(batcher) if batcher.is_alive() => batcher.clone(),
+            _ => {
+                let batcher = Batcher::spawn(connection, self.inner.auto_batch.clone());
+                batchers.insert(subject.to_owned(), batcher.clone());
+                batcher
+            }
+        })
     }
 }
 
@@ -480,7 +524,7 @@ fn to_json(data: impl Serialize) -> Result<Value> {
     serde_json::to_value(data).map_err(|e| Error::BadRequest(format!("data cannot be serialized as JSON: {e}")))
 }
 
-fn field<T: serde::de::DeserializeOwned>(reply: &Reply, name: &str) -> Result<T> {
+pub(crate) fn field<T: serde::de::DeserializeOwned>(reply: &Reply, name: &str) -> Result<T> {
     let value = reply.get(name).ok_or_else(|| Error::InvalidResponse(format!("reply without `{name}`: {reply:?}")))?;
     T::deserialize(value).map_err(|e| Error::InvalidResponse(format!("reply field `{name}`: {e}")))
 }

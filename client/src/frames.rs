@@ -47,8 +47,46 @@ pub(crate) struct Received {
 
 type Fields<'a> = BTreeMap<Cow<'a, str>, &'a RawValue>;
 
+/// A `msgs` frame read in one pass: the catch-up path, where frames hold a thousand messages.
+#[derive(Deserialize)]
+struct MessagesFrame<'a> {
+    #[serde(borrow)]
+    messages: Vec<Envelope<'a>>,
+}
+
+/// One message's envelope, its headers and payload still raw.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    seq: Seq,
+    ts: u64,
+    #[serde(default)]
+    redelivered: bool,
+    #[serde(borrow, default)]
+    headers: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+impl Envelope<'_> {
+    /// Only the payload may fail without failing the message.
+    fn received(self) -> Result<Received, String> {
+        let headers = match self.headers {
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("`headers`: {e}"))?,
+            None => Headers::new(),
+        };
+        let data = serde_json::from_str(self.data.get()).map_err(|e| e.to_string());
+        Ok(Received { seq: self.seq, ts: self.ts, redelivered: self.redelivered, headers, data })
+    }
+}
+
+/// How the server begins every `msgs` frame.
+const MESSAGES_FRAME_START: &str = r#"{"op":"msgs","#;
+
 /// Decodes one text frame. An error means not even the frame's envelope could be read.
 pub(crate) fn decode(text: &str) -> Result<Incoming> {
+    if text.starts_with(MESSAGES_FRAME_START) {
+        return messages_frame(text);
+    }
     let fields: Fields = serde_json::from_str(text).map_err(|e| bad_frame(text, &e.to_string()))?;
     let op: String = field(&fields, "op").map_err(|e| bad_frame(text, &e))?;
     let incoming = match op.as_str() {
@@ -64,40 +102,22 @@ pub(crate) fn decode(text: &str) -> Result<Incoming> {
             };
             Incoming::Reply { id, outcome }
         }
-        "msg" => Incoming::Messages(vec![message(&fields).map_err(|e| bad_frame(text, &e))?]),
-        "msgs" => {
-            let raw: Vec<&RawValue> = field(&fields, "messages").map_err(|e| bad_frame(text, &e))?;
-            let messages = raw
-                .into_iter()
-                .map(|raw| serde_json::from_str::<Fields>(raw.get()).map_err(|e| e.to_string()).and_then(|m| message(&m)))
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(|e| bad_frame(text, &e))?;
-            Incoming::Messages(messages)
+        "msg" => {
+            let envelope: Envelope = serde_json::from_str(text).map_err(|e| bad_frame(text, &e.to_string()))?;
+            Incoming::Messages(vec![envelope.received().map_err(|e| bad_frame(text, &e))?])
         }
+        "msgs" => return messages_frame(text),
         "skipped" => Incoming::Skipped { last: field(&fields, "last").map_err(|e| bad_frame(text, &e))? },
         _ => Incoming::Other,
     };
     Ok(incoming)
 }
 
-/// Reads one message's envelope; only its payload may fail without failing the message.
-fn message(fields: &Fields) -> Result<Received, String> {
-    let redelivered = match fields.get("redelivered") {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("`redelivered`: {e}"))?,
-        None => false,
-    };
-    let headers = match fields.get("headers") {
-        Some(raw) => serde_json::from_str(raw.get()).map_err(|e| format!("`headers`: {e}"))?,
-        None => Headers::new(),
-    };
-    let raw_data = fields.get("data").ok_or("message without `data`")?;
-    Ok(Received {
-        seq: field(fields, "seq")?,
-        ts: field(fields, "ts")?,
-        redelivered,
-        headers,
-        data: serde_json::from_str(raw_data.get()).map_err(|e| e.to_string()),
-    })
+/// A `msgs` frame, in one pass over its text.
+fn messages_frame(text: &str) -> Result<Incoming> {
+    let frame: MessagesFrame = serde_json::from_str(text).map_err(|e| bad_frame(text, &e.to_string()))?;
+    let messages = frame.messages.into_iter().map(Envelope::received).collect::<Result<Vec<_>, String>>();
+    Ok(Incoming::Messages(messages.map_err(|e| bad_frame(text, &e))?))
 }
 
 fn ok_fields(fields: &Fields) -> Result<Reply, String> {
@@ -179,6 +199,15 @@ mod tests {
         assert_eq!(received[0].headers, Headers::from([("type".into(), "A".into()), ("trace".into(), "t".into())]));
         assert!(received[1].headers.is_empty());
         assert!(matches!(decode(r#"{"op":"msg","seq":1,"ts":1,"headers":{"a":1},"data":1}"#), Err(Error::InvalidResponse(m)) if m.contains("`headers`")));
+    }
+
+    #[test]
+    fn a_messages_frame_reads_the_same_whatever_the_order_of_its_keys() {
+        let server_order = messages(r#"{"op":"msgs","messages":[{"seq":1,"ts":2,"data":[1]},{"seq":2,"ts":2,"data":{"b":null},"redelivered":true}]}"#);
+        let other_order = messages(r#"{"messages":[{"data":[1],"ts":2,"seq":1},{"redelivered":true,"seq":2,"data":{"b":null},"ts":2}],"op":"msgs"}"#);
+        assert_eq!(server_order, other_order);
+        assert_eq!(server_order[1].data, Ok(json!({"b": null})));
+        assert!(server_order[1].redelivered && !server_order[0].redelivered);
     }
 
     #[test]

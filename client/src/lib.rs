@@ -2,7 +2,9 @@
 //! Workers and Durable Objects.
 //!
 //! * [`Client::publish`] resolves once the server has durably stored the message, and is
-//!   idempotent across reconnects (every publish carries a message id).
+//!   idempotent across reconnects (every publish carries a message id). Publishes made at the
+//!   same time to one subject go out together in batch frames, each message keeping its own id
+//!   and getting its own sequence ([`AutoBatch`]).
 //! * [`Client::subscribe`] returns a [`Subscription`], a [`Stream`](futures_core::Stream) of
 //!   [`Message`]s that reconnects on its own, resumes where the application stopped, never
 //!   yields a sequence twice (manual-mode redeliveries aside) and detects subject wipes.
@@ -48,11 +50,14 @@
 #![warn(missing_docs)]
 
 mod backoff;
+mod batching;
 mod client;
 mod connection;
 mod credentials;
 mod cursor;
 mod error;
+#[cfg(test)]
+mod fake_server;
 mod files;
 mod frames;
 mod http;
@@ -63,6 +68,7 @@ mod token;
 mod uploads;
 
 pub use backoff::Backoff;
+pub use batching::AutoBatch;
 pub use client::{Client, ClientBuilder, SubjectInfo, Trimmed};
 pub use connection::ConnectionEvent;
 pub use cursor::{cursor_key, Cursor, CursorStore, FileCursorStore};

@@ -58,9 +58,18 @@ impl RequestConnection {
 
     /// Sends a request and waits for its reply, a server error, or the request timeout.
     pub async fn call(&self, frame: Map<String, Value>, resend: Resend) -> Result<Reply> {
+        self.submit(frame, resend).await
+    }
+
+    /// Queues a request at once (requests go out in the order they were submitted) and returns
+    /// its reply, a server error, or the request timeout when awaited.
+    pub fn submit(&self, frame: Map<String, Value>, resend: Resend) -> impl std::future::Future<Output = Result<Reply>> {
         let (reply, answer) = oneshot::channel();
-        self.requests.send(Request { frame, resend, reply }).map_err(|_| Error::Closed)?;
-        answer.await.unwrap_or(Err(Error::Closed))
+        let queued = self.requests.send(Request { frame, resend, reply }).map_err(|_| Error::Closed);
+        async move {
+            queued?;
+            answer.await.unwrap_or(Err(Error::Closed))
+        }
     }
 }
 
@@ -378,58 +387,9 @@ impl Multiplexer {
 mod tests {
     use super::*;
     use crate::backoff::Backoff;
-    use crate::credentials::Credentials;
-    use crate::http::Http;
+    use crate::fake_server::{read_frame, FakeServer};
     use serde_json::json;
     use std::time::Duration;
-    use tokio::net::TcpListener;
-    use tokio::sync::broadcast;
-    use tokio_tungstenite::WebSocketStream;
-
-    type ServerSocket = WebSocketStream<tokio::net::TcpStream>;
-
-    /// A scripted stand-in for the server: accepts connections and greets them.
-    struct FakeServer {
-        listener: TcpListener,
-    }
-
-    impl FakeServer {
-        async fn start(request_timeout: Duration) -> (FakeServer, Arc<Settings>) {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            let (http_base, ws_base) = crate::connection::base_urls(&url).unwrap();
-            let events = broadcast::channel(16).0;
-            let credentials = Credentials::fixed("k".into(), events.clone()).unwrap();
-            let settings = Settings {
-                http_base,
-                ws_base,
-                credentials: credentials.clone(),
-                connect_timeout: Duration::from_secs(5),
-                request_timeout,
-                backoff: Backoff { initial_delay: Duration::from_millis(10), ..Backoff::default() },
-                max_frame_bytes: 1024,
-                events,
-                http: Http::new(reqwest::Client::new(), credentials, request_timeout),
-            };
-            (FakeServer { listener }, Arc::new(settings))
-        }
-
-        async fn accept(&self) -> ServerSocket {
-            let (tcp, _) = self.listener.accept().await.unwrap();
-            let mut socket = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            socket.send(WsMessage::text(r#"{"op":"hello","subject":"s","last":0,"epoch":"e"}"#)).await.unwrap();
-            socket
-        }
-    }
-
-    async fn read_frame(socket: &mut ServerSocket) -> Value {
-        loop {
-            match socket.next().await.unwrap().unwrap() {
-                WsMessage::Text(text) => return serde_json::from_str(&text).unwrap(),
-                _ => continue,
-            }
-        }
-    }
 
     fn publish(data: i32, msg_id: &str) -> Map<String, Value> {
         json!({ "op": "pub", "data": data, "msgId": msg_id }).as_object().unwrap().clone()

@@ -396,20 +396,21 @@ async fn bench_prints_a_markdown_table() {
         &[
             "bench", "--connects", "20", "--connect-window", "2", "--messages", "200", "--window", "20", "--batches", "5",
             "--subscribers", "2", "--fanout-messages", "50", "--backlog", "1000", "--chains", "4", "--chain-messages", "40",
-            "--time-limit", "30",
+            "--callers", "10", "--concurrent-messages", "300", "--time-limit", "30",
         ],
     )
     .await;
     let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
-    assert_eq!(rows.len(), 8, "{table}");
+    assert_eq!(rows.len(), 9, "{table}");
     assert!(rows[1].starts_with("| connection set-up, 2 at a time | 20 |"), "all connections made: {table}");
     assert!(rows[1].contains("API key; connect→hello ms p50"), "{table}");
     assert!(rows[2].contains("| 200 |"), "all single publishes done: {table}");
-    assert!(rows[4].starts_with("| publish, 4 subjects, one at a time | 40 |"), "plain chains: {table}");
-    assert!(rows[5].starts_with("| conditional publish (expectLastSeq), 4 subjects, one at a time | 40 |"), "conditional chains: {table}");
-    assert!(rows[5].contains("% time per publish vs the row above"), "{table}");
-    assert!(rows[6].contains("| 100 |"), "fan-out delivered 50 to each of 2: {table}");
-    assert!(rows[7].contains("| 1000 |"), "whole backlog replayed: {table}");
+    assert!(rows[3].starts_with("| publish() from 10 concurrent callers, one subject, auto-batched | 300 |"), "concurrent callers: {table}");
+    assert!(rows[5].starts_with("| publish, 4 subjects, one at a time | 40 |"), "plain chains: {table}");
+    assert!(rows[6].starts_with("| conditional publish (expectLastSeq), 4 subjects, one at a time | 40 |"), "conditional chains: {table}");
+    assert!(rows[6].contains("% time per publish vs the row above"), "{table}");
+    assert!(rows[7].contains("| 100 |"), "fan-out delivered 50 to each of 2: {table}");
+    assert!(rows[8].contains("| 1000 |"), "whole backlog replayed: {table}");
     assert!(table.contains("p99"));
 }
 

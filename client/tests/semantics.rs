@@ -7,10 +7,9 @@ mod support;
 use durable_stream_client::{Client, Error, Headers, PublishOptions, StartPosition, SubscribeOptions};
 use futures_util::StreamExt;
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{unique_subject, Server, API_KEY};
+use support::{unique_subject, Cutter, Server, API_KEY};
 
 async fn client(server: &Server) -> Client {
     Client::connect(server.url(), API_KEY).await.unwrap()
@@ -46,26 +45,13 @@ async fn conditional_publishes_resent_after_dropped_connections_get_their_own_se
     // Cut every connection again and again while a chain of publishes runs, each expecting the
     // one before: a publish stored before its reply was lost is resent with the same message
     // id, and must come back with its sequence, not as a conflict with itself.
-    // At most 20 cuts, so the chain always gets through whatever the machine's speed.
-    let (stop, drops) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
-    let cutter = {
-        let (server, stop, drops) = (server.clone(), stop.clone(), drops.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::SeqCst) && drops.load(Ordering::SeqCst) < 20 {
-                tokio::time::sleep(Duration::from_millis(60)).await;
-                server.drop_connections();
-                drops.fetch_add(1, Ordering::SeqCst);
-            }
-        })
-    };
+    let cutter = Cutter::start(server.clone());
     const CHAIN: u64 = 300;
     for expected in 0..CHAIN {
         let seq = client.publish_if(&subject, json!({ "n": expected + 1 }), expected).await;
         assert_eq!(seq.unwrap(), expected + 1, "publish expecting {expected}");
     }
-    stop.store(true, Ordering::SeqCst);
-    cutter.await.unwrap();
-    assert!(drops.load(Ordering::SeqCst) > 0);
+    assert!(cutter.stop().await > 0);
     let info = client.info(&subject).await.unwrap();
     assert_eq!((info.first, info.last, info.count), (1, CHAIN, CHAIN), "each stored once");
     for seq in [1, CHAIN / 2, CHAIN] {

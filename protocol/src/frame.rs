@@ -75,7 +75,14 @@ pub enum StartPosition {
 /// A request from a client.
 #[derive(Debug, Clone)]
 pub enum ClientFrame {
-    Publish { id: Option<RequestId>, payload: Payload, msg_id: Option<String>, expect_last_seq: Option<Seq> },
+    /// `msg_id` keys the whole publish; `msg_ids` (a batch only) keys each entry on its own.
+    Publish {
+        id: Option<RequestId>,
+        payload: Payload,
+        msg_id: Option<String>,
+        msg_ids: Option<Vec<Option<String>>>,
+        expect_last_seq: Option<Seq>,
+    },
     Subscribe { id: Option<RequestId>, from: Option<StartPosition>, consumer: Option<String>, window: Option<u32> },
     Ack { id: Option<RequestId>, seq: Seq },
     Unsubscribe { id: Option<RequestId> },
@@ -222,7 +229,7 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
             .map_err(|_| ProtocolError::bad_request("`op` must be a string"))?,
     };
     let allowed: &[&str] = match op.as_str() {
-        "pub" => &["data", "batch", "headers", "msgId", "expectLastSeq"],
+        "pub" => &["data", "batch", "headers", "msgId", "msgIds", "expectLastSeq"],
         "sub" => &["from", "consumer", "window"],
         "ack" => &["seq"],
         "unsub" | "info" | "state.get" | "consumers" => &[],
@@ -241,12 +248,20 @@ fn parse_op(fields: &Fields, id: Option<RequestId>, config: &Config) -> Result<C
         return Err(ProtocolError::bad_request(format!("unknown field `{unknown}` for op {op:?}")));
     }
     let frame = match op.as_str() {
-        "pub" => ClientFrame::Publish {
-            id,
-            payload: parse_payload(fields, config)?,
-            msg_id: optional(fields, "msgId", parse_msg_id)?,
-            expect_last_seq: optional(fields, "expectLastSeq", |raw| parse_seq(raw, "expectLastSeq", 0))?,
-        },
+        "pub" => {
+            let payload = parse_payload(fields, config)?;
+            let msg_ids = optional(fields, "msgIds", |raw| parse_entry_msg_ids(raw, &payload))?;
+            if msg_ids.is_some() && fields.contains_key("msgId") {
+                return Err(ProtocolError::bad_request("`msgId` and `msgIds` are mutually exclusive"));
+            }
+            ClientFrame::Publish {
+                id,
+                payload,
+                msg_id: optional(fields, "msgId", parse_msg_id)?,
+                msg_ids,
+                expect_last_seq: optional(fields, "expectLastSeq", |raw| parse_seq(raw, "expectLastSeq", 0))?,
+            }
+        }
         "sub" => ClientFrame::Subscribe {
             id,
             from: optional(fields, "from", |raw| parse_start(raw, config))?,
@@ -332,17 +347,28 @@ fn parse_payload(fields: &Fields, config: &Config) -> Result<Payload, ProtocolEr
 
 /// The `headers` of a batch: an array with one object (or `null`) per entry.
 fn parse_batch_headers(raw: &RawValue, len: usize, config: &Config) -> Result<Vec<Option<Headers>>, ProtocolError> {
-    let shape = || ProtocolError::bad_request(format!("with `batch`, `headers` must be an array of {len} objects or nulls, one per entry"));
-    let entries: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| shape())?;
+    let shape = format!("with `batch`, `headers` must be an array of {len} objects or nulls, one per entry");
+    per_entry(raw, len, &shape, |i, entry| parse_headers(entry.get(), config, &format!("`headers[{i}]`")))
+}
+
+/// A field that holds one value or `null` per batch entry: `shape` is the error when it is not
+/// an array of `len`, and `parse` reads entry `i`'s value.
+fn per_entry<T>(
+    raw: &RawValue,
+    len: usize,
+    shape: &str,
+    parse: impl Fn(usize, &RawValue) -> Result<Option<T>, ProtocolError>,
+) -> Result<Vec<Option<T>>, ProtocolError> {
+    let entries: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| ProtocolError::bad_request(shape))?;
     if entries.len() != len {
-        return Err(shape());
+        return Err(ProtocolError::bad_request(shape));
     }
     entries
         .iter()
         .enumerate()
         .map(|(i, entry)| match entry.get() {
             "null" => Ok(None),
-            text => parse_headers(text, config, &format!("`headers[{i}]`")),
+            _ => parse(i, entry),
         })
         .collect()
 }
@@ -373,6 +399,18 @@ fn parse_msg_id(raw: &RawValue) -> Result<String, ProtocolError> {
     let msg_id = parse_string(raw, "msgId")?;
     validate_msg_id(&msg_id)?;
     Ok(msg_id)
+}
+
+/// The `msgIds` of a batch: an array with one key (or `null` for none) per entry, in order.
+fn parse_entry_msg_ids(raw: &RawValue, payload: &Payload) -> Result<Vec<Option<String>>, ProtocolError> {
+    let len = payload.messages.len();
+    if !payload.batch {
+        return Err(ProtocolError::bad_request("`msgIds` needs `batch` (a single message takes `msgId`)"));
+    }
+    let shape = format!("`msgIds` must be an array of {len} strings or nulls, one per `batch` entry");
+    per_entry(raw, len, &shape, |i, entry| {
+        parse_msg_id(entry).map(Some).map_err(|e| ProtocolError::bad_request(format!("`msgIds[{i}]`: {}", e.message)))
+    })
 }
 
 fn parse_start(raw: &RawValue, config: &Config) -> Result<StartPosition, ProtocolError> {
@@ -634,7 +672,7 @@ mod tests {
 
     #[test]
     fn publish_keeps_the_payload_verbatim() {
-        let ClientFrame::Publish { id, payload, msg_id, expect_last_seq } =
+        let ClientFrame::Publish { id, payload, msg_id, msg_ids, expect_last_seq } =
             parse(r#"{"op":"pub","id":1,"data":{"b": [1, 2.50]},"msgId":"m-1"}"#).unwrap()
         else {
             panic!("not a publish")
@@ -643,7 +681,31 @@ mod tests {
         assert!(!payload.batch);
         assert_eq!(payload.messages[0].data.get(), r#"{"b": [1, 2.50]}"#);
         assert_eq!(payload.messages[0].headers, None);
-        assert_eq!((msg_id.as_deref(), expect_last_seq), (Some("m-1"), None));
+        assert_eq!((msg_id.as_deref(), msg_ids, expect_last_seq), (Some("m-1"), None, None));
+    }
+
+    #[test]
+    fn batch_entries_carry_their_own_msg_ids() {
+        let ClientFrame::Publish { payload, msg_id, msg_ids, .. } =
+            parse(r#"{"op":"pub","batch":[1,2,3],"headers":[null,{"a":"b"},null],"msgIds":["k-1",null,"k-3"]}"#).unwrap()
+        else {
+            panic!("not a publish")
+        };
+        assert_eq!((payload.messages.len(), msg_id), (3, None));
+        assert_eq!(msg_ids, Some(vec![Some("k-1".to_owned()), None, Some("k-3".to_owned())]));
+        let long = "k".repeat(MAX_ID_LEN + 1);
+        for (bad, message) in [
+            (r#""data":1,"msgIds":["a"]"#.to_owned(), "`msgIds` needs `batch` (a single message takes `msgId`)".to_owned()),
+            (r#""batch":[1,2],"msgIds":["a"]"#.to_owned(), "`msgIds` must be an array of 2 strings or nulls, one per `batch` entry".to_owned()),
+            (r#""batch":[1],"msgIds":"a""#.to_owned(), "`msgIds` must be an array of 1 strings or nulls, one per `batch` entry".to_owned()),
+            (r#""batch":[1,2],"msgIds":["a",7]"#.to_owned(), "`msgIds[1]`: `msgId` must be a string".to_owned()),
+            (r#""batch":[1,2],"msgIds":["a",""]"#.to_owned(), format!("`msgIds[1]`: msgId must be 1 to {MAX_ID_LEN} bytes")),
+            (format!(r#""batch":[1],"msgIds":["{long}"]"#), format!("`msgIds[0]`: msgId must be 1 to {MAX_ID_LEN} bytes")),
+            (r#""batch":[1],"msgIds":["a"],"msgId":"b""#.to_owned(), "`msgId` and `msgIds` are mutually exclusive".to_owned()),
+        ] {
+            let e = err(&format!(r#"{{"op":"pub","id":"k",{bad}}}"#));
+            assert_eq!((e.id, e.error.code, e.error.message), (Some(RequestId::from("k")), ErrorCode::BadRequest, message), "{bad}");
+        }
     }
 
     fn published(text: &str) -> (Payload, Option<Seq>) {

@@ -1,6 +1,7 @@
 //! The publish decision: is this a retry of a publish already stored (its `msgId`), does the
 //! writer's expectation of the last sequence hold (`expectLastSeq`), and which sequences do the
-//! new messages take.
+//! new messages take. A batch keyed entry by entry (`msgIds`) is decided by [`decide_entries`]:
+//! which entries are new, and which were stored before.
 //!
 //! The server makes the decision and the append in one event of the subject's Durable Object,
 //! which runs one event at a time, so nothing can be published between the check and the write.
@@ -8,6 +9,7 @@
 use crate::dedup::{self, DedupDecision, DedupRecord};
 use crate::error::ProtocolError;
 use crate::sequence::{self, Seq};
+use std::collections::HashMap;
 
 /// What to do with a publish that was not refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +48,83 @@ pub fn decide(publish: Publish, last_seq: Seq, now: u64, dedup_window_ms: u64) -
     }
     let (first, last) = sequence::assign(last_seq, publish.count)?;
     Ok(PublishDecision::Append { first, last })
+}
+
+/// One entry of a batch keyed entry by entry: its `msgId`, and what storage remembers of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyedEntry<'a> {
+    pub msg_id: Option<&'a str>,
+    pub previous: Option<DedupRecord>,
+}
+
+/// What becomes of one entry of a batch keyed entry by entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryOutcome {
+    /// Store it as this sequence (and remember its `msgId`, if any).
+    New(Seq),
+    /// Its `msgId` was stored as this sequence (within the dedup window, or by an earlier entry
+    /// of the same batch): store nothing for it.
+    Duplicate(Seq),
+}
+
+impl EntryOutcome {
+    pub fn seq(self) -> Seq {
+        match self {
+            EntryOutcome::New(seq) | EntryOutcome::Duplicate(seq) => seq,
+        }
+    }
+}
+
+/// Decides a batch whose entries carry their own `msgId`s, on a subject whose newest sequence is
+/// `last_seq`: the outcome of each entry, in entry order. The new entries take contiguous
+/// sequences after `last_seq`, in entry order, exactly as if each entry had been published alone,
+/// one after another. A key that repeats within the batch is stored once, by its first entry.
+///
+/// The expectation holds for the new entries as a whole (the first takes `expect_last_seq + 1`);
+/// when every entry is a duplicate, the batch answers their original sequences whatever the
+/// subject's last sequence is now, as a single publish's retry does.
+pub fn decide_entries(
+    entries: &[KeyedEntry],
+    expect_last_seq: Option<Seq>,
+    last_seq: Seq,
+    now: u64,
+    dedup_window_ms: u64,
+) -> Result<Vec<EntryOutcome>, ProtocolError> {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    let mut keys_in_batch: HashMap<&str, Seq> = HashMap::new();
+    let mut fresh: u64 = 0;
+    for entry in entries {
+        if let DedupDecision::Duplicate { first, .. } = dedup::decide(entry.previous, now, dedup_window_ms) {
+            outcomes.push(EntryOutcome::Duplicate(first));
+            continue;
+        }
+        if let Some(&seq) = entry.msg_id.and_then(|key| keys_in_batch.get(key)) {
+            outcomes.push(EntryOutcome::Duplicate(seq));
+            continue;
+        }
+        fresh += 1;
+        let seq = last_seq.saturating_add(fresh);
+        if let Some(key) = entry.msg_id {
+            keys_in_batch.insert(key, seq);
+        }
+        outcomes.push(EntryOutcome::New(seq));
+    }
+    if fresh > 0 {
+        if let Some(expected) = expect_last_seq.filter(|expected| *expected != last_seq) {
+            return Err(expectation_failed(expected, last_seq));
+        }
+        sequence::assign(last_seq, fresh as usize)?;
+    }
+    Ok(outcomes)
+}
+
+/// The reply fields of a batch keyed entry by entry: `seqs`, each entry's sequence in entry
+/// order, and `duplicates`, the indexes of the entries that were stored before (empty when none).
+pub fn entries_reply(outcomes: &[EntryOutcome]) -> serde_json::Value {
+    let seqs: Vec<Seq> = outcomes.iter().map(|outcome| outcome.seq()).collect();
+    let duplicates: Vec<usize> =
+        outcomes.iter().enumerate().filter(|(_, outcome)| matches!(outcome, EntryOutcome::Duplicate(_))).map(|(i, _)| i).collect();
+    serde_json::json!({ "seqs": seqs, "duplicates": duplicates })
 }
 
 /// The refusal of a publish whose expected last sequence is not the subject's.
@@ -100,7 +179,82 @@ mod tests {
         assert_eq!(decide(plain(0, None), 3, 0, WINDOW).unwrap_err().code, ErrorCode::BadRequest);
     }
 
+    fn keyed<'a>(msg_id: Option<&'a str>, previous: Option<DedupRecord>) -> KeyedEntry<'a> {
+        KeyedEntry { msg_id, previous }
+    }
+
+    #[test]
+    fn new_entries_take_contiguous_sequences_and_duplicates_their_original_ones() {
+        use EntryOutcome::{Duplicate, New};
+        let stored = Some(DedupRecord { first: 3, last: 3, ts: 1_000 });
+        let entries = [keyed(Some("a"), None), keyed(Some("b"), stored), keyed(None, None), keyed(Some("a"), None), keyed(Some("c"), None)];
+        assert_eq!(decide_entries(&entries, None, 7, 2_000, WINDOW), Ok(vec![New(8), Duplicate(3), New(9), Duplicate(8), New(10)]));
+        // An expired key is new again.
+        assert_eq!(decide_entries(&entries[1..2], None, 7, 1_000 + WINDOW + 1, WINDOW), Ok(vec![New(8)]));
+    }
+
+    #[test]
+    fn the_reply_gives_every_sequence_and_the_duplicates_indexes() {
+        use EntryOutcome::{Duplicate, New};
+        assert_eq!(entries_reply(&[New(8), Duplicate(3), New(9)]), serde_json::json!({ "seqs": [8, 3, 9], "duplicates": [1] }));
+        assert_eq!(entries_reply(&[New(1)]), serde_json::json!({ "seqs": [1], "duplicates": [] }));
+    }
+
+    #[test]
+    fn the_expectation_holds_for_the_new_entries_only() {
+        use EntryOutcome::{Duplicate, New};
+        let stored = Some(DedupRecord { first: 5, last: 5, ts: 1_000 });
+        let all_stored = [keyed(Some("a"), stored), keyed(Some("a"), stored)];
+        assert_eq!(decide_entries(&all_stored, Some(4), 9, 2_000, WINDOW), Ok(vec![Duplicate(5), Duplicate(5)]));
+        let mixed = [keyed(Some("a"), stored), keyed(Some("b"), None)];
+        assert_eq!(decide_entries(&mixed, Some(9), 9, 2_000, WINDOW), Ok(vec![Duplicate(5), New(10)]));
+        let e = decide_entries(&mixed, Some(4), 9, 2_000, WINDOW).unwrap_err();
+        assert_eq!((e.code, e.detail("lastSeq")), (ErrorCode::Conflict, Some(9)));
+        let e = decide_entries(&[keyed(None, None)], None, crate::MAX_SEQ, 0, WINDOW).unwrap_err();
+        assert_eq!(e.code, ErrorCode::Conflict);
+    }
+
     proptest! {
+        /// A batch keyed entry by entry stores and answers exactly what publishing its entries
+        /// one after another, each with its own `msgId`, would: same sequences, same duplicates.
+        #[test]
+        fn a_keyed_batch_is_its_entries_published_one_by_one(
+            stored in proptest::collection::vec(proptest::option::of(1..50u64), 6),
+            keys in proptest::collection::vec(proptest::option::of(0..6usize), 1..30),
+            last_seq in 50..1_000u64,
+        ) {
+            let names: Vec<String> = (0..6).map(|k| format!("k{k}")).collect();
+            let mut storage: HashMap<&str, DedupRecord> = HashMap::new();
+            for (name, seq) in names.iter().zip(&stored) {
+                if let Some(seq) = seq {
+                    storage.insert(name, DedupRecord { first: *seq, last: *seq, ts: 1_000 });
+                }
+            }
+            let entries: Vec<KeyedEntry> = keys
+                .iter()
+                .map(|key| {
+                    let msg_id = key.map(|k| names[k].as_str());
+                    KeyedEntry { msg_id, previous: msg_id.and_then(|k| storage.get(k).copied()) }
+                })
+                .collect();
+            let batch = decide_entries(&entries, None, last_seq, 2_000, WINDOW).unwrap();
+
+            let mut last = last_seq;
+            for (entry, outcome) in entries.iter().zip(&batch) {
+                let publish = Publish { count: 1, previous: entry.msg_id.and_then(|k| storage.get(k).copied()), expect_last_seq: None };
+                match decide(publish, last, 2_000, WINDOW).unwrap() {
+                    PublishDecision::Append { first, .. } => {
+                        prop_assert_eq!(*outcome, EntryOutcome::New(first));
+                        if let Some(key) = entry.msg_id {
+                            storage.insert(key, DedupRecord { first, last: first, ts: 2_000 });
+                        }
+                        last = first;
+                    }
+                    PublishDecision::Duplicate { first, .. } => prop_assert_eq!(*outcome, EntryOutcome::Duplicate(first)),
+                }
+            }
+        }
+
         /// Without a `msgId`, a publish is refused exactly when it expects another last
         /// sequence, and the refusal carries the real one.
         #[test]

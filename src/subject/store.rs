@@ -9,6 +9,7 @@ use durable_stream_protocol::headers::Headers;
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{NewMessage, Seq};
 use std::cell::Cell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use wasm_bindgen::JsValue;
 use worker::{SqlStorage, SqlStorageValue, Result};
@@ -310,6 +311,20 @@ impl Store {
         Ok(true)
     }
 
+    /// Stores messages `first..=last` (already assigned) with one timestamp, each with its own
+    /// idempotency key (or none) in its row, in one statement. The keys must have been looked up
+    /// (and the expired ones released) before: none may be in a stored row.
+    pub fn append_keyed(&self, meta: &mut Meta, first: Seq, last: Seq, ts: u64, messages: &[Draft], keys: &[Option<&str>]) -> Result<()> {
+        debug_assert_eq!(((last - first + 1) as usize, messages.len()), (keys.len(), keys.len()));
+        let rows: Vec<(&str, Option<&str>, Option<&str>)> = messages.iter().zip(keys).map(|(m, key)| (m.data, m.headers, *key)).collect();
+        self.sql.exec(
+            "INSERT INTO messages (seq, ts, data, headers, msg_id)
+             SELECT ?1 + key, ?2, json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?3)",
+            vec![int(first), int(ts), json_text(&rows)?.into()],
+        )?;
+        self.count_appended(meta, first, last, ts, messages.iter().map(Draft::size).sum())
+    }
+
     /// Stores one opaque chunk as message `seq` (the data of a Durable Streams byte or text
     /// stream, kept as a BLOB in the same table as JSON messages).
     pub fn append_blob(&self, meta: &mut Meta, seq: Seq, ts: u64, data: &[u8]) -> Result<()> {
@@ -492,18 +507,38 @@ impl Store {
     /// What is stored of an idempotency key: the row it was published with, or the kept copy
     /// of a key whose message was trimmed (the newer of the two if both exist).
     pub fn key_record(&self, msg_id: &str) -> Result<Option<DedupRecord>> {
-        let row = self.first_row(
-            "SELECT seq, coalesce(msg_last, seq), ts FROM messages WHERE msg_id = ?1
-             UNION ALL SELECT first_seq, last_seq, ts FROM dedup WHERE msg_id = ?1
-             ORDER BY 3 DESC LIMIT 1",
-            vec![msg_id.into()],
-        )?;
-        Ok(row.map(|r| DedupRecord { first: as_u64(&r[0]), last: as_u64(&r[1]), ts: as_u64(&r[2]) }))
+        Ok(self.key_records(&[msg_id])?.remove(msg_id))
     }
 
-    /// Frees an expired key for a new publish.
-    pub fn release_key(&self, msg_id: &str) -> Result<()> {
-        self.sql.exec("UPDATE messages SET msg_id = NULL, msg_last = NULL WHERE msg_id = ?", vec![msg_id.into()])?;
+    /// What is stored of each of `msg_ids` that storage knows, by key, as [`Store::key_record`]
+    /// finds it for one: one statement for a whole batch keyed entry by entry (the keys travel
+    /// as one JSON array).
+    pub fn key_records(&self, msg_ids: &[&str]) -> Result<HashMap<String, DedupRecord>> {
+        let cursor = self.sql.exec(
+            "SELECT seq, coalesce(msg_last, seq), ts, msg_id FROM messages WHERE msg_id IN (SELECT value FROM json_each(?1))
+             UNION ALL SELECT first_seq, last_seq, ts, msg_id FROM dedup WHERE msg_id IN (SELECT value FROM json_each(?1))",
+            vec![json_text(&msg_ids)?.into()],
+        )?;
+        let mut records: HashMap<String, DedupRecord> = HashMap::new();
+        for row in cursor.raw() {
+            let mut row = row?;
+            let record = DedupRecord { first: as_u64(&row[0]), last: as_u64(&row[1]), ts: as_u64(&row[2]) };
+            let Some(msg_id) = row.pop().and_then(into_string) else { continue };
+            // The newer of a row's key and a kept copy of it.
+            let known = records.entry(msg_id).or_insert(record);
+            if record.ts > known.ts {
+                *known = record;
+            }
+        }
+        Ok(records)
+    }
+
+    /// Frees expired keys for new publishes, in one statement.
+    pub fn release_keys(&self, msg_ids: &[&str]) -> Result<()> {
+        self.sql.exec(
+            "UPDATE messages SET msg_id = NULL, msg_last = NULL WHERE msg_id IN (SELECT value FROM json_each(?))",
+            vec![json_text(&msg_ids)?.into()],
+        )?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
@@ -176,6 +177,38 @@ async fn proxy(listener: TcpListener, upstream: Arc<Mutex<Option<SocketAddr>>>, 
         let mut connections = connections.lock().unwrap();
         connections.retain(|c| !c.is_finished());
         connections.push(connection.abort_handle());
+    }
+}
+
+/// Cuts every connection of a server again and again while the work under test runs: every
+/// 60 ms, at most 20 times, so that the work always gets through whatever the machine's speed.
+pub struct Cutter {
+    stop: Arc<AtomicBool>,
+    drops: Arc<AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Cutter {
+    pub fn start(server: Arc<Server>) -> Cutter {
+        let (stop, drops) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)));
+        let task = {
+            let (stop, drops) = (stop.clone(), drops.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::SeqCst) && drops.load(Ordering::SeqCst) < 20 {
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                    server.drop_connections();
+                    drops.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        };
+        Cutter { stop, drops, task }
+    }
+
+    /// Stops cutting; returns how many times it cut.
+    pub async fn stop(self) -> u32 {
+        self.stop.store(true, Ordering::SeqCst);
+        self.task.await.expect("the cutter task");
+        self.drops.load(Ordering::SeqCst)
     }
 }
 

@@ -219,8 +219,20 @@ impl DsStore {
         Ok(())
     }
 
+    /// The counters as of now. The saved ones lag behind the appends since their last save
+    /// (see `store::Store::append`), so the last sequence and the first one of a subject that
+    /// was empty at that save come from the message rows (seeks at either end of the table).
     pub fn position(&self) -> Result<Position> {
-        let row = self.first_row("SELECT epoch, first_seq, last_seq FROM meta WHERE id = 1", None)?.unwrap_or_default();
+        let row = self
+            .first_row(
+                "SELECT epoch,
+                        CASE WHEN first_seq > last_seq THEN coalesce((SELECT min(seq) FROM messages WHERE seq > meta.last_seq), first_seq)
+                        ELSE first_seq END,
+                        max(last_seq, coalesce((SELECT max(seq) FROM messages), 0))
+                 FROM meta WHERE id = 1",
+                None,
+            )?
+            .unwrap_or_default();
         let value = |i: usize| row.get(i).cloned().unwrap_or(SqlStorageValue::Null);
         Ok(Position {
             epoch: as_text(&value(0)).unwrap_or_default(),

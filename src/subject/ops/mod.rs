@@ -17,7 +17,10 @@ use worker::Env;
 /// Runs one client request from connection `conn`, sending its reply on that connection.
 pub fn run(core: &mut Core, env: &Env, conn: &str, frame: ClientFrame, now: u64) -> Result<(), Failure> {
     let reply = match frame {
-        ClientFrame::Publish { id, payload, msg_id, expect_last_seq } => {
+        ClientFrame::Publish { id, payload, msg_ids: Some(msg_ids), expect_last_seq, .. } => {
+            return publish::keyed_batch_over_websocket(core, conn, id.as_ref(), &payload, &msg_ids, expect_last_seq, now);
+        }
+        ClientFrame::Publish { id, payload, msg_id, msg_ids: None, expect_last_seq } => {
             let conditions = publish::Conditions { msg_id: msg_id.as_deref(), expect_last_seq };
             return publish::over_websocket(core, conn, id.as_ref(), &payload, conditions, now);
         }

@@ -8,7 +8,7 @@ use super::reply_to;
 use crate::http::Failure;
 use durable_stream_protocol::dedup::{self, DedupDecision};
 use durable_stream_protocol::frame::{encode_ok, OutgoingMessage, Payload};
-use durable_stream_protocol::publish::{decide, Publish, PublishDecision};
+use durable_stream_protocol::publish::{decide, decide_entries, entries_reply, EntryOutcome, KeyedEntry, Publish, PublishDecision};
 use durable_stream_protocol::{retention, RequestId, Seq};
 use serde_json::json;
 use worker::Result;
@@ -62,6 +62,74 @@ pub fn over_websocket(
     Ok(())
 }
 
+/// A batch whose entries carry their own `msgId`s (`msgIds`): stores the new entries, answers
+/// every entry's sequence and which were duplicates, and fans out the new ones.
+pub fn keyed_batch_over_websocket(
+    core: &mut Core,
+    conn: &str,
+    id: Option<&RequestId>,
+    payload: &Payload,
+    msg_ids: &[Option<String>],
+    expect_last_seq: Option<Seq>,
+    now: u64,
+) -> std::result::Result<(), Failure> {
+    let messages: Vec<Draft> = payload.messages.iter().map(Draft::from).collect();
+    let token = core.rate_limited_token(conn);
+    core.admit_publish(Some(conn), token.as_ref(), messages.len(), messages.iter().map(|m| m.size() as usize).sum(), now)?;
+    let (outcomes, stored) = store_keyed(core, &messages, msg_ids, expect_last_seq, now)?;
+    reply_to(core, conn, &encode_ok(id, entries_reply(&outcomes)));
+    if let Some((published, fresh)) = stored {
+        fan_out(core, &published, &fresh, now)?;
+    }
+    Ok(())
+}
+
+/// Stores the entries of a keyed batch that are new, each with its own key in its row, in one
+/// append with contiguous sequences (one statement reads the keys, one frees the expired ones
+/// if any, one inserts). Returns every entry's outcome and, when something was stored, what and
+/// where. Like [`store`], no await between the decision and the append.
+fn store_keyed<'a>(
+    core: &mut Core,
+    messages: &[Draft<'a>],
+    msg_ids: &[Option<String>],
+    expect_last_seq: Option<Seq>,
+    now: u64,
+) -> std::result::Result<(Vec<EntryOutcome>, Option<(Published, Vec<Draft<'a>>)>), Failure> {
+    let keys: Vec<&str> = msg_ids.iter().flatten().map(String::as_str).collect();
+    let stored = core.store.key_records(&keys)?;
+    let entries: Vec<KeyedEntry> = msg_ids
+        .iter()
+        .map(Option::as_deref)
+        .map(|msg_id| KeyedEntry { msg_id, previous: msg_id.and_then(|key| stored.get(key).copied()) })
+        .collect();
+    let outcomes = decide_entries(&entries, expect_last_seq, core.meta.last_seq, now, core.config.dedup_window_ms)?;
+    let (mut fresh, mut fresh_keys, mut expired) = (Vec::new(), Vec::new(), Vec::new());
+    for ((message, entry), outcome) in messages.iter().zip(&entries).zip(&outcomes) {
+        if let EntryOutcome::New(_) = outcome {
+            fresh.push(*message);
+            fresh_keys.push(entry.msg_id);
+            if let (Some(msg_id), Some(_)) = (entry.msg_id, entry.previous) {
+                expired.push(msg_id);
+            }
+        }
+    }
+    core.telemetry.counters.dedup_hits += (outcomes.len() - fresh.len()) as u64;
+    if fresh.is_empty() {
+        return Ok((outcomes, None));
+    }
+    if !expired.is_empty() {
+        // Found but expired: the new entries take these keys.
+        core.store.release_keys(&expired)?;
+    }
+    let (first, last) = (core.meta.last_seq + 1, core.meta.last_seq + fresh.len() as u64);
+    // Timestamps never go backwards, even if the clock does.
+    let ts = now.max(core.meta.last_ts);
+    core.store.append_keyed(&mut core.meta, first, last, ts, &fresh, &fresh_keys)?;
+    core.telemetry.time_commit(now);
+    enforce_retention(core, now)?;
+    Ok((outcomes, Some((Published { first, last, ts, duplicate: false }, fresh))))
+}
+
 /// Stores `messages` durably (or recognises a duplicate `msgId`, or refuses them when the
 /// expected last sequence is not the subject's) and applies retention. The decision and the
 /// append run without an await in between: no other event can publish in the meantime.
@@ -91,7 +159,7 @@ pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u
     };
     if let (Some(msg_id), Some(_)) = (key, previous) {
         // Found but expired: the new publish takes the key.
-        core.store.release_key(msg_id)?;
+        core.store.release_keys(&[msg_id])?;
     }
     // Timestamps never go backwards, even if the clock does.
     let ts = now.max(core.meta.last_ts);
@@ -102,7 +170,7 @@ pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u
         if let DedupDecision::Duplicate { first, last } = dedup::decide(record, now, core.config.dedup_window_ms) {
             return Ok(duplicate(core, first, last, now));
         }
-        core.store.release_key(msg_id)?;
+        core.store.release_keys(&[msg_id])?;
         core.store.append(&mut core.meta, first, last, ts, messages, key)?;
     }
     core.telemetry.time_commit(now);

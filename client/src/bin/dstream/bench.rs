@@ -6,6 +6,10 @@
 //! reports what it actually did in that time. With `--floor`, the single-publish and fan-out
 //! phases also run against the platform floor (a minimal JavaScript Durable Object, see
 //! [`floor`]) with the same windows and payloads, and the table shows our rate against it.
+//!
+//! Every phase sends one frame per publish, as the floor does, except the concurrent callers'
+//! phase: there the client coalesces the publishes of many tasks into batch frames (auto-batching,
+//! as applications get it by default), and the row compares that with the floor's single publishes.
 
 mod floor;
 
@@ -24,6 +28,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 enum Phase {
     Connect,
     Single,
+    /// Many tasks each calling `publish()` in a loop, auto-batched by the client.
+    Concurrent,
     Batch,
     /// Plain against conditional publishes.
     Conditional,
@@ -34,7 +40,7 @@ enum Phase {
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// The phases to run, comma-separated (default: all of them).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "connect,single,batch,conditional,fanout,replay")]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "connect,single,concurrent,batch,conditional,fanout,replay")]
     phases: Vec<Phase>,
     /// WebSocket connections opened in the connection set-up phase, each timed from connect
     /// until the server's hello and then closed.
@@ -49,6 +55,12 @@ pub struct BenchArgs {
     /// Single publishes in flight at once.
     #[arg(long, default_value_t = 100)]
     window: usize,
+    /// Tasks in the concurrent phase, each publishing one message at a time to one subject.
+    #[arg(long, default_value_t = 100)]
+    callers: usize,
+    /// Messages published in the concurrent phase.
+    #[arg(long, default_value_t = 50_000)]
+    concurrent_messages: u64,
     /// Batches published.
     #[arg(long, default_value_t = 500)]
     batches: u64,
@@ -95,9 +107,15 @@ pub struct BenchArgs {
     /// `http://host:port/<variant>` (e.g. http://127.0.0.1:8788/sql).
     #[arg(long, value_name = "URL")]
     floor: Option<String>,
+    /// With a floor: rounds of the single-publish and fan-out phases, ours and the floor taking
+    /// turns (ours first in odd rounds, the floor first in even ones), so that other load on
+    /// the machine weighs on both alike. The row reports the round with the median ratio.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 /// What one phase did against one server.
+#[derive(Clone)]
 struct Measured {
     count: u64,
     elapsed: Duration,
@@ -147,6 +165,39 @@ impl Row {
     fn new(name: String, ours: Measured, unit: &'static str, notes: String) -> Self {
         Row { name, ours, floor: None, unit, notes }
     }
+}
+
+/// Runs `phase` against ours and the floor in `rounds` alternating rounds and returns the
+/// round whose ratio (ours ÷ floor) is the median, with every round's ratio in order.
+async fn paired<T, F, Fut>(rounds: usize, mut phase: F) -> Result<((T, T), Vec<f64>), Error>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<(T, f64), Error>>,
+{
+    let mut results = Vec::new();
+    for round in 0..rounds.max(1) {
+        let (ours, floor) = if round % 2 == 0 {
+            let ours = phase(false).await?;
+            (ours, phase(true).await?)
+        } else {
+            let floor = phase(true).await?;
+            (phase(false).await?, floor)
+        };
+        results.push((ours.1 / floor.1.max(1e-9), ours.0, floor.0));
+    }
+    let ratios: Vec<f64> = results.iter().map(|r| r.0).collect();
+    results.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (_, ours, floor) = results.swap_remove((results.len() - 1) / 2);
+    Ok(((ours, floor), ratios))
+}
+
+/// `; rounds (ours ÷ floor): 0.93, 1.04, …` when there was more than one.
+fn rounds_note(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    let listed: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!("; {} rounds (ours ÷ floor): {}, median shown", ratios.len(), listed.join(", "))
 }
 
 /// Microseconds from 1 µs to an hour, 3 significant digits; longer latencies saturate.
@@ -263,13 +314,15 @@ impl Feed {
 // ---------------------------------------------------------------------------------------------
 // Phases
 
-/// Runs every phase and returns the results as a Markdown table. `credential` names what the
-/// client authenticates with (`API key` or `token`), for the notes.
-pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<String, Error> {
+/// Runs every phase and returns the results as a Markdown table. `client` sends every publish
+/// alone; `batching` coalesces concurrent publishes (for the concurrent callers' phase).
+/// `credential` names what the clients authenticate with (`API key` or `token`), for the notes.
+pub async fn run(client: &Client, batching: &Client, args: BenchArgs, credential: &str) -> Result<String, Error> {
     let floor = args.floor.as_deref().map(Floor::new).transpose()?;
     let prefix = format!("{}-{:08x}", args.subject, rand::random::<u32>());
     let limit = Duration::from_secs(args.time_limit.max(1));
-    let mut subjects: Vec<String> = ["single", "batch", "fanout", "replay"].iter().map(|p| format!("{prefix}-{p}")).collect();
+    let mut subjects: Vec<String> =
+        ["single", "batch", "fanout", "replay", "concurrent"].iter().map(|p| format!("{prefix}-{p}")).collect();
     let mut rows = Vec::new();
 
     let runs = |phase: Phase| args.phases.contains(&phase);
@@ -280,8 +333,20 @@ pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<S
         let notes = format!("{credential}; connect→hello ms {}", measured.percentiles().unwrap_or_default());
         rows.push(Row::new(format!("connection set-up, {} at a time", args.connect_window), measured, "conn/s", notes));
     }
+    let mut floor_single = None;
     if runs(Phase::Single) {
-        rows.push(single_row(client, floor.as_ref(), &subjects[0], &args, limit, credential).await?);
+        let row = single_row(client, floor.as_ref(), &subjects[0], &args, limit, credential).await?;
+        floor_single = row.floor.clone();
+        rows.push(row);
+    }
+    if runs(Phase::Concurrent) {
+        let mut row = concurrent_row(batching, &subjects[4], &args, limit).await?;
+        if let (Some(floor), None) = (&floor, &floor_single) {
+            eprintln!("bench: single publishes against the floor (for the concurrent callers' row)");
+            floor_single = Some(single(Target::Floor(floor), &subjects[0], &args, limit).await?);
+        }
+        row.floor = floor_single;
+        rows.push(row);
     }
     if runs(Phase::Batch) {
         rows.push(batch_row(client, &subjects[1], &args, limit).await?);
@@ -311,19 +376,39 @@ pub async fn run(client: &Client, args: BenchArgs, credential: &str) -> Result<S
 }
 
 async fn single_row(client: &Client, floor: Option<&Floor>, subject: &str, args: &BenchArgs, limit: Duration, credential: &str) -> Result<Row, Error> {
-    let ours = Target::Ours(client);
+    let name = format!("publish, {} in flight", args.window);
+    let notes = format!("{credential}; {} B payloads", args.size);
     eprintln!("bench: single publishes ({} with {} in flight)", args.messages, args.window);
-    let mut row = Row::new(
-        format!("publish, {} in flight", args.window),
-        single(ours, subject, args, limit).await?,
-        "msg/s",
-        format!("{credential}; {} B payloads", args.size),
-    );
-    if let Some(floor) = floor {
-        eprintln!("bench: single publishes against the floor");
-        row.floor = Some(single(Target::Floor(floor), subject, args, limit).await?);
-    }
+    let Some(floor) = floor else {
+        return Ok(Row::new(name, single(Target::Ours(client), subject, args, limit).await?, "msg/s", notes));
+    };
+    let ((ours, floor), ratios) = paired(args.rounds, |against_floor| async move {
+        let target = if against_floor { Target::Floor(floor) } else { Target::Ours(client) };
+        eprintln!("bench: single publishes against {}", if against_floor { "the floor" } else { "ours" });
+        let measured = single(target, subject, args, limit).await?;
+        let rate = measured.rate();
+        Ok((measured, rate))
+    })
+    .await?;
+    let mut row = Row::new(name, ours, "msg/s", format!("{notes}{}", rounds_note(&ratios)));
+    row.floor = Some(floor);
     Ok(row)
+}
+
+/// `--callers` tasks each calling `publish()` in a loop on one subject, through the batching
+/// client. Its floor is the floor's single publishes (the floor has no batching of its own).
+async fn concurrent_row(batching: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Row, Error> {
+    eprintln!("bench: concurrent publish() callers ({} messages from {} tasks, auto-batched)", args.concurrent_messages, args.callers);
+    batching.info(subject).await?; // opens the connection, as `Target::publisher` does
+    let callers = vec![subject.to_owned(); args.callers];
+    let mut lasts = vec![0; args.callers];
+    let measured = chained(batching, &callers, &mut lasts, false, args.concurrent_messages, Instant::now() + limit, args.size).await?;
+    Ok(Row::new(
+        format!("publish() from {} concurrent callers, one subject, auto-batched", args.callers),
+        measured,
+        "msg/s",
+        format!("{} B payloads; each task awaits each publish; floor: its single publishes, {} in flight", args.size, args.window),
+    ))
 }
 
 async fn batch_row(client: &Client, subject: &str, args: &BenchArgs, limit: Duration) -> Result<Row, Error> {
@@ -347,18 +432,30 @@ async fn fan_out_row(client: &Client, floor: Option<&Floor>, subject: &str, args
         "bench: fan-out ({} messages to {} subscribers, {} in flight)",
         args.fanout_messages, args.subscribers, args.fanout_window
     );
-    let (measured, published) = fan_out(Target::Ours(client), subject, args, limit).await?;
-    let mut notes = format!("{published} published, {} in flight; publish→deliver ms", args.fanout_window);
-    if let Some(percentiles) = measured.percentiles() {
-        notes = format!("{notes} {percentiles}");
-    }
-    let mut row = Row::new(format!("fan-out to {} subscribers", args.subscribers), measured, "deliveries/s", notes);
-    if let Some(floor) = floor {
-        eprintln!("bench: fan-out against the floor");
-        let (measured, published) = fan_out(Target::Floor(floor), subject, args, limit).await?;
-        row.notes = format!("{}; floor: {published} published, {}", row.notes, measured.percentiles().unwrap_or_default());
-        row.floor = Some(measured);
-    }
+    let name = format!("fan-out to {} subscribers", args.subscribers);
+    let describe = |published: u64, measured: &Measured| format!("{published} published, {}", measured.percentiles().unwrap_or_default());
+    let Some(floor) = floor else {
+        let (measured, published) = fan_out(Target::Ours(client), subject, args, limit).await?;
+        let notes = format!("{} in flight; publish→deliver ms: {}", args.fanout_window, describe(published, &measured));
+        return Ok(Row::new(name, measured, "deliveries/s", notes));
+    };
+    let (((ours, ours_published), (floor, floor_published)), ratios) = paired(args.rounds, |against_floor| async move {
+        let target = if against_floor { Target::Floor(floor) } else { Target::Ours(client) };
+        eprintln!("bench: fan-out against {}", if against_floor { "the floor" } else { "ours" });
+        let (measured, published) = fan_out(target, subject, args, limit).await?;
+        let rate = measured.rate();
+        Ok(((measured, published), rate))
+    })
+    .await?;
+    let notes = format!(
+        "{} in flight; publish→deliver ms: {}; floor: {}{}",
+        args.fanout_window,
+        describe(ours_published, &ours),
+        describe(floor_published, &floor),
+        rounds_note(&ratios)
+    );
+    let mut row = Row::new(name, ours, "deliveries/s", notes);
+    row.floor = Some(floor);
     Ok(row)
 }
 
@@ -428,8 +525,9 @@ async fn chains(client: &Client, plain: &[String], conditional: &[String], args:
     ])
 }
 
-/// One publisher per subject, each publishing one message at a time until `count` are published
-/// in all, keeping its subject's last sequence in `lasts`; a `conditional` publish expects it.
+/// One publisher per entry of `subjects` (a subject named several times gets several), each
+/// publishing one message at a time until `count` are published in all, keeping the last
+/// sequence it got in `lasts`; a `conditional` publish expects it.
 async fn chained(
     client: &Client,
     subjects: &[String],

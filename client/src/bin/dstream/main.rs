@@ -7,6 +7,7 @@ mod token;
 
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use durable_stream_client::{
+    AutoBatch,
     cursor_key, Backoff, Client, ConnectionEvent, Error, FileCursorStore, Headers, PublishOptions, StartPosition,
     StoredMessage, SubscribeOptions,
 };
@@ -329,8 +330,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// A client with the token if there is one, else the API key.
-    async fn client(&self, backoff: Backoff) -> Result<Client, Failure> {
+    /// A client with the token if there is one, else the API key; `auto_batch` says how it
+    /// coalesces concurrent publishes.
+    async fn client(&self, backoff: Backoff, auto_batch: AutoBatch) -> Result<Client, Failure> {
         let builder = match (&self.token, &self.api_key) {
             (Some(token), _) => Client::builder(&self.url).token(token),
             (None, Some(key)) => Client::builder(&self.url).api_key(key),
@@ -340,7 +342,7 @@ impl Server {
                 ))
             }
         };
-        self.configure(builder, backoff).await
+        self.configure(builder.auto_batch(auto_batch), backoff).await
     }
 
     /// A client with the API key, for what only the API key may do (`purpose`).
@@ -487,7 +489,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sub(_) => Backoff::default(),
         _ => one_shot_backoff(),
     };
-    let client = server.client(backoff).await?;
+    let client = server.client(backoff.clone(), AutoBatch::default()).await?;
     match cli.command {
         Command::Pub { subject, data, id, expect_last_seq, headers } => {
             let mut options = PublishOptions::new().headers(headers.into_iter().collect());
@@ -540,7 +542,9 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Files(command) => files::run(&client, command).await,
         Command::Bench(args) => {
             let credential = if server.token.is_some() { "token" } else { "API key" };
-            out(bench::run(&client, args, credential).await?.trim_end())
+            // Every phase but the concurrent callers' sends one frame per publish, as the floor does.
+            let unbatched = server.client(backoff, AutoBatch::off()).await?;
+            out(bench::run(&unbatched, &client, args, credential).await?.trim_end())
         }
         Command::Completions { .. } | Command::Token(_) => unreachable!("answered before connecting"),
     }
