@@ -61,6 +61,7 @@ done
 [ -n "$ours_url" ] || { echo "bench: our Worker did not start" >&2; exit 1; }
 
 floor_args=()
+floor_url=
 if [ -f "$FLOOR_DIR/wrangler.toml" ]; then
   echo "== starting the platform floor ($FLOOR_DIR, variant $FLOOR_VARIANT)" >&2
   # A private copy: wrangler writes its build output and state next to the config.
@@ -80,7 +81,8 @@ if [ -f "$FLOOR_DIR/wrangler.toml" ]; then
   [ "$code" != 000 ] || { cat "$work/floor.log" >&2; echo "bench: the floor did not start" >&2; exit 1; }
   # Single publishes and fan-out take turns with the floor, BENCH_ROUNDS rounds (default 5);
   # each row reports the round with the median ratio.
-  floor_args=(--floor "http://127.0.0.1:$port/$FLOOR_VARIANT" --rounds "${BENCH_ROUNDS:-5}")
+  floor_url="http://127.0.0.1:$port/$FLOOR_VARIANT"
+  floor_args=(--floor "$floor_url" --rounds "${BENCH_ROUNDS:-5}")
 else
   echo "bench: no floor at $FLOOR_DIR (set FLOOR_DIR); measuring our Worker only" >&2
 fi
@@ -99,7 +101,7 @@ if [ "${COLD_BENCH:-1}" != 0 ]; then
   echo
   echo "## Cold start of a new subject (bench/cold-start.mjs)"
   echo
-  "$NODE" bench/cold-start.mjs --ours "$ours_url" --api-key test-key "${floor_args[@]}" --subjects "${COLD_BENCH_SUBJECTS:-40}"
+  "$NODE" bench/cold-start.mjs --ours "$ours_url" --api-key test-key ${floor_url:+--floor "$floor_url"} --subjects "${COLD_BENCH_SUBJECTS:-40}"
 fi
 
 if [ "${DS_BENCH:-1}" != 0 ]; then
