@@ -8,7 +8,7 @@
 //! (the revocation list for at most `REVOCATION_CHECK_MS`), so a request with a known token
 //! costs a map lookup, not a signature check.
 
-use crate::http::Failure;
+use crate::http::{self, Failure};
 use crate::revocations;
 use durable_stream_protocol::auth::{authorize, bearer_token, AuthDecision};
 use durable_stream_protocol::token::jwt::looks_like_jwt;
@@ -135,10 +135,10 @@ fn presented(req: &Request) -> Result<Presented, Failure> {
         }
     }
     found.keys.extend(headers.get("x-api-key")?);
-    for (name, value) in req.url()?.query_pairs() {
-        match name.as_ref() {
-            "apiKey" => found.keys.push(value.into_owned()),
-            "token" => found.tokens.push(value.into_owned()),
+    for (name, value) in http::query(req) {
+        match name.as_str() {
+            "apiKey" => found.keys.push(value),
+            "token" => found.tokens.push(value),
             _ => {}
         }
     }

@@ -14,6 +14,7 @@ mod hex;
 mod http;
 mod panic_guard;
 mod random;
+mod request_url;
 mod revocations;
 mod routes;
 mod subject;
@@ -90,7 +91,7 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http:
         )?),
         Route::DsStream => Ok(subject::ds::route(req, env).await),
         // A signed link is the credential for its one file (checked by `files`).
-        Route::File if files::is_signed(&req)? => files::handle_signed(req, env, ctx).await,
+        Route::File if files::is_signed(&req) => files::handle_signed(req, env, ctx).await,
         Route::FileList | Route::File => {
             let principal = auth::authenticate(&req, env).await?;
             files::handle(req, env, ctx, &principal).await
