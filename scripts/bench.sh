@@ -9,6 +9,9 @@
 # the Markdown table (our rate, the floor's, and the ratio). Without the floor's directory only
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
 # Single publishes and fan-out take turns with the floor for BENCH_ROUNDS rounds (default 5).
+# Then the cold start of new subjects against the floor on the same two servers, and the wasm
+# bundle's compile time (bench/cold-start.mjs, COLD_BENCH_SUBJECTS subjects each, default 40);
+# COLD_BENCH=0 skips it.
 # Then the Durable Streams append benchmark (bench/ds-appends.mjs: our /ds mount against the
 # @durable-streams/server reference and a JS HTTP floor, driven by wrk); DS_BENCH=0 skips it.
 # Then single publishes with an access token against the API key, taking turns in the same run,
@@ -61,6 +64,7 @@ done
 [ -n "$ours_url" ] || { echo "bench: our Worker did not start" >&2; exit 1; }
 
 floor_args=()
+floor_url=
 if [ -f "$FLOOR_DIR/wrangler.toml" ]; then
   echo "== starting the platform floor ($FLOOR_DIR, variant $FLOOR_VARIANT)" >&2
   # A private copy: wrangler writes its build output and state next to the config.
@@ -80,7 +84,8 @@ if [ -f "$FLOOR_DIR/wrangler.toml" ]; then
   [ "$code" != 000 ] || { cat "$work/floor.log" >&2; echo "bench: the floor did not start" >&2; exit 1; }
   # Single publishes and fan-out take turns with the floor, BENCH_ROUNDS rounds (default 5);
   # each row reports the round with the median ratio.
-  floor_args=(--floor "http://127.0.0.1:$port/$FLOOR_VARIANT" --rounds "${BENCH_ROUNDS:-5}")
+  floor_url="http://127.0.0.1:$port/$FLOOR_VARIANT"
+  floor_args=(--floor "$floor_url" --rounds "${BENCH_ROUNDS:-5}")
 else
   echo "bench: no floor at $FLOOR_DIR (set FLOOR_DIR); measuring our Worker only" >&2
 fi
@@ -94,6 +99,13 @@ dstream() { cargo run --release -q -p durable-stream-client --bin dstream -- --u
 dstream --api-key test-key bench "${floor_args[@]}" "$@"
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "${COLD_BENCH:-1}" != 0 ]; then
+  echo
+  echo "## Cold start of a new subject (bench/cold-start.mjs)"
+  echo
+  "$NODE" bench/cold-start.mjs --ours "$ours_url" --api-key test-key ${floor_url:+--floor "$floor_url"} --subjects "${COLD_BENCH_SUBJECTS:-40}"
+fi
 
 if [ "${DS_BENCH:-1}" != 0 ]; then
   echo

@@ -9,7 +9,7 @@
 //! (the revocation list for at most `REVOCATION_CHECK_MS`), so a request with a known token
 //! costs a map lookup, not a signature check.
 
-use crate::http::Failure;
+use crate::http::{self, Failure};
 use crate::revocations;
 use durable_stream_protocol::auth::{authorize, bearer_token, AuthDecision};
 use durable_stream_protocol::token::jwt::looks_like_jwt;
@@ -136,12 +136,12 @@ fn presented(req: &Request) -> Result<Presented, Failure> {
         }
     }
     found.keys.extend(headers.get("x-api-key")?);
-    for (name, value) in req.url()?.query_pairs() {
-        match name.as_ref() {
+    for (name, value) in http::query(req) {
+        match name.as_str() {
             // The original client sends its credential only here: an access token works too.
-            "apiKey" if looks_like_jwt(&value) => found.tokens.push(value.into_owned()),
-            "apiKey" => found.keys.push(value.into_owned()),
-            "token" => found.tokens.push(value.into_owned()),
+            "apiKey" if looks_like_jwt(&value) => found.tokens.push(value),
+            "apiKey" => found.keys.push(value),
+            "token" => found.tokens.push(value),
             _ => {}
         }
     }

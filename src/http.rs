@@ -56,8 +56,8 @@ pub fn json_text_response(status: u16, body: String) -> worker::Result<Response>
 }
 
 /// A request's query parameters, decoded, in order.
-pub fn query(req: &worker::Request) -> worker::Result<Vec<(String, String)>> {
-    Ok(req.url()?.query_pairs().map(|(name, value)| (name.into_owned(), value.into_owned())).collect())
+pub fn query(req: &worker::Request) -> Vec<(String, String)> {
+    crate::request_url::query_pairs(&req.inner().url())
 }
 
 /// The parameters of [`query`] as borrowed pairs, as the parsers in `protocol` take them.

@@ -15,6 +15,7 @@ mod http;
 mod legacy;
 mod panic_guard;
 mod random;
+mod request_url;
 mod revocations;
 mod routes;
 mod subject;
@@ -96,7 +97,7 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http:
             files::legacy::handle(req, env, ctx, &principal).await
         }
         // A signed link is the credential for its one file (checked by `files`).
-        Route::File if files::is_signed(&req)? => files::handle_signed(req, env, ctx).await,
+        Route::File if files::is_signed(&req) => files::handle_signed(req, env, ctx).await,
         Route::FileList | Route::File => {
             let principal = auth::authenticate(&req, env).await?;
             files::handle(req, env, ctx, &principal).await

@@ -32,7 +32,7 @@ async fn read_page(env: &Env, prefix: &str, after: &str, limit: usize) -> Result
 }
 
 pub async fn handle(req: &Request, env: &Env, principal: &Principal) -> Result<Response, Failure> {
-    let query = http::query(req)?;
+    let query = http::query(req);
     let params = parse_list_params(http::pairs(&query))?;
     let everything = matches!(principal, Principal::Master);
     // A token's pages are filtered: read whole directory pages to find enough.

@@ -73,8 +73,8 @@ impl Directory {
 
     async fn handle(&self, mut req: Request) -> std::result::Result<Response, Failure> {
         let now = Date::now().as_millis();
-        let url = req.url()?;
-        let query = |name: &str| url.query_pairs().find(|(n, _)| n == name).map(|(_, v)| v.into_owned());
+        let pairs = http::query(&req);
+        let query = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
         match (req.method(), req.path().as_str()) {
             (Method::Post, "/report") => {
                 let body = crate::body::read_limited(&mut req, MAX_REPORT_BYTES).await?;

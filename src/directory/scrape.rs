@@ -9,7 +9,7 @@ use durable_stream_protocol::metrics::CONTENT_TYPE;
 use worker::{Env, Method, Request, Response};
 
 pub async fn handle(req: &Request, env: &Env) -> Result<Response, Failure> {
-    let query = http::query(req)?;
+    let query = http::query(req);
     let path = match parse_metrics_params(http::pairs(&query))? {
         // Prefixes are of the subject alphabet: nothing in them needs escaping in a URL.
         Some(prefixes) => format!("/metrics?prefix={}", prefixes.join(",")),

@@ -19,7 +19,7 @@ pub async fn handle(req: Request, env: &Env, ctx: &Context, principal: &Principa
         if req.method() != Method::Get {
             return Err(ProtocolError::bad_request("a file route needs a key: /r2/{key} (GET /r2/ lists)").into());
         }
-        let query = query::parse_list_query(req.url()?.query_pairs())?;
+        let query = query::parse_list_query(http::query(&req))?;
         principal.require_file_listing(query.prefix.as_deref().unwrap_or_default())?;
         return list(query, &bucket).await;
     }

@@ -21,6 +21,7 @@ mod streamed;
 use crate::access;
 use crate::auth::Principal;
 use crate::http::{self, Failure};
+use crate::request_url;
 use crate::body::read_limited;
 use conditional::Precondition;
 use durable_stream_protocol::files::FileLimits;
@@ -49,7 +50,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, principal: &Prin
     let path = req.path();
     let bucket = env.bucket(BUCKET_BINDING)?;
     let Some(encoded_key) = path.strip_prefix("/v1/files/") else {
-        let query = query::parse_list_query(req.url()?.query_pairs())?;
+        let query = query::parse_list_query(http::query(&req))?;
         principal.require_file_listing(query.prefix.as_deref().unwrap_or_default())?;
         if query.uploads {
             return parts::list_uploads(env, query.prefix.as_deref(), query.cursor.as_deref(), query.limit).await;
@@ -58,7 +59,7 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, principal: &Prin
     };
     let key = key::parse_key(encoded_key)?;
     let limits = file_limits(env)?;
-    let subresource = query::parse_subresource(req.url()?.query_pairs())?;
+    let subresource = query::parse_subresource(http::query(&req))?;
     match &subresource {
         Subresource::None => principal.require_file(access::file_request(&req.inner().method()), &key)?,
         // An upload in parts writes the file, even to list its parts; a link needs what it
@@ -94,8 +95,8 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, principal: &Prin
 
 /// Whether the request presents a signed link (then [`handle_signed`] serves it, without the API
 /// key).
-pub fn is_signed(req: &Request) -> Result<bool, Failure> {
-    Ok(req.url()?.query_pairs().any(|(name, _)| name == link::SIGNATURE_PARAM))
+pub fn is_signed(req: &Request) -> bool {
+    http::query(req).iter().any(|(name, _)| name == link::SIGNATURE_PARAM)
 }
 
 /// A request to `/v1/files/{key}` with a signed link: the file alone, as the link allows.
@@ -104,8 +105,8 @@ pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Res
     let encoded_key = path.strip_prefix("/v1/files/").unwrap_or_default();
     let key = key::parse_key(encoded_key)?;
     let method = req.inner().method();
-    let url = req.url()?;
-    let grant = signing_keys(env).and_then(|keys| link::verify(url.query_pairs(), &key, &method, now_seconds(), &keys))?;
+    let query = http::query(&req);
+    let grant = signing_keys(env).and_then(|keys| link::verify(http::pairs(&query), &key, &method, now_seconds(), &keys))?;
     let bucket = env.bucket(BUCKET_BINDING)?;
     if method != "PUT" {
         return read(&req, &bucket, &key, method == "GET").await;
@@ -138,11 +139,9 @@ async fn create_link(
     };
     let grant = link::plan(key, &body, now_seconds(), limits.max_file_bytes, token_expiry)?;
     principal.require_file(access::file_request(grant.method.as_str()), key)?;
-    let mut url = req.url()?;
-    url.set_fragment(None);
-    url.query_pairs_mut().clear().extend_pairs(grant.query(&keys));
+    let url = request_url::with_query(&req.inner().url(), grant.query(&keys));
     let expires = js_sys::Date::new(&((grant.expires * 1000) as f64).into()).to_iso_string();
-    json_answer(200, &serde_json::json!({ "url": url.as_str(), "expires": String::from(expires), "method": grant.method }))
+    json_answer(200, &serde_json::json!({ "url": url, "expires": String::from(expires), "method": grant.method }))
 }
 
 fn signing_keys(env: &Env) -> Result<SigningKeys, ProtocolError> {

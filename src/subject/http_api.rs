@@ -33,7 +33,7 @@ type Query = Vec<(String, String)>;
 
 impl Subject {
     pub(super) async fn handle_http(&self, mut req: Request, rest: &[&str]) -> Result<Response, Failure> {
-        let query: Query = http::query(&req)?;
+        let query: Query = http::query(&req);
         match (req.method(), rest) {
             (Method::Post, []) => self.publish(&mut req, &query).await,
             (Method::Get, []) => Ok(json_response(200, &self.with_core(None, |core| info::info(core))??)?),

@@ -33,8 +33,7 @@ pub(super) struct ReadRequest {
 }
 
 fn parse_read(req: &Request) -> DsResult<ReadRequest> {
-    let url = req.url()?;
-    let pairs: Vec<(String, String)> = url.query_pairs().map(|(n, v)| (n.into_owned(), v.into_owned())).collect();
+    let pairs = crate::http::query(req);
     let values = |name: &'static str| pairs.iter().filter(move |(n, _)| n == name).map(|(_, v)| v.as_str());
     // Like the native API: a parameter given twice is refused, not first-wins.
     let single = |name: &'static str| -> Result<Option<&str>, ProtocolError> {

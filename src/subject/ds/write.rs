@@ -289,11 +289,7 @@ impl Subject {
         };
         let limit = self.with_core(None, |core| core.config.max_frame_bytes)?;
         let body = read_limited(req, limit).await?;
-        let location = {
-            let mut url = req.url()?;
-            url.set_query(None);
-            url.to_string()
-        };
+        let location = crate::request_url::without_query(&req.inner().url()).to_owned();
         if let Some(existing) = self.existing_answer(&requested)? {
             return Ok(existing);
         }
