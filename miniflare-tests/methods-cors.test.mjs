@@ -82,6 +82,8 @@ describe("methods", () => {
     { path: `/v1/stream/${subject}/consumers/c`, allow: "PUT, DELETE, OPTIONS", unserved: ["GET", "HEAD", "POST"] },
     { path: "/v1/subjects", allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
     { path: "/metrics", allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
+    { path: `/stream/${subject}`, allow: "GET, OPTIONS", unserved: ["HEAD", "POST", "PUT", "DELETE"] },
+    { path: `/r2/${fileKey}`, allow: "GET, HEAD, POST, DELETE, OPTIONS", unserved: ["PUT"] },
   ];
 
   test("every route answers 405 with Allow and a JSON error to every method it does not serve", async () => {

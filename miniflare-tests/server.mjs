@@ -41,8 +41,9 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  *   apiKey:  the API_KEY secret; null leaves it unset (the server must refuse everything)
  *   secrets: { NAME: "value" } more secrets (.dev.vars lines; plain values without quotes or newlines)
  *   config:  more top-level wrangler configuration (e.g. a binding wrangler.toml leaves commented out)
+ *   port:    the port to serve on (default: a free one), e.g. a restarted server's previous one
  */
-export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, secrets = {}, config: extra = {}, log = false } = {}) {
+export async function startServer({ persist = tempDir("persist-"), vars = {}, apiKey = TEST_KEY, secrets = {}, config: extra = {}, log = false, port } = {}) {
   const entry = join(ROOT, "build", "index.js");
   if (!existsSync(entry)) {
     throw new Error(`${entry} is missing: build the Worker first (bash scripts/build-worker.sh)`);
@@ -64,7 +65,7 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
   writeFileSync(join(configDir, "wrangler.json"), JSON.stringify(config, null, 2));
   const devVars = { ...(apiKey == null ? {} : { API_KEY: apiKey }), ...secrets };
   writeFileSync(join(configDir, ".dev.vars"), Object.entries(devVars).map(([name, value]) => `${name}=${value}\n`).join(""));
-  const server = await launchWrangler(join(configDir, "wrangler.json"), { persist, log });
+  const server = await launchWrangler(join(configDir, "wrangler.json"), { persist, log, port });
   const stop = server.stop;
   return {
     ...server,
@@ -79,8 +80,8 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
  * Runs `wrangler dev` on a config file, on a free port, and waits until `/health` answers.
  * Returns { url, wsUrl, persist, output(), directUrl(), stop({ crash }) }.
  */
-export async function launchWrangler(configFile, { persist = tempDir("persist-"), log = false } = {}) {
-  const port = await freePort();
+export async function launchWrangler(configFile, { persist = tempDir("persist-"), log = false, port } = {}) {
+  port ??= await freePort();
   const inspector = await freePort();
   const wrangler = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
   const child = spawn(

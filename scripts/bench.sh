@@ -20,6 +20,9 @@
 # default) against a Worker that does not report (DIRECTORY_REPORT_MS=0), taking turns in the
 # same run, rate and workerd CPU per publish (bench/directory-cost.mjs, DIRECTORY_BENCH_ROUNDS
 # rounds, default 6); DIRECTORY_BENCH=0 skips it.
+# Then publishes through the original protocol's route (/stream/{subject}, the original client)
+# against native WebSocket publishes, taking turns in the same run (bench/legacy.mjs,
+# LEGACY_BENCH_ROUNDS rounds, default 5); LEGACY_BENCH=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -121,4 +124,11 @@ if [ "${DIRECTORY_BENCH:-1}" != 0 ]; then
   echo "## Single publishes with the directory reporting against without (bench/directory-cost.mjs)"
   echo
   "$NODE" bench/directory-cost.mjs --rounds "${DIRECTORY_BENCH_ROUNDS:-6}" --dstream target/release/dstream
+fi
+
+if [ "${LEGACY_BENCH:-1}" != 0 ]; then
+  echo
+  echo "## Legacy route against native single publishes (bench/legacy.mjs)"
+  echo
+  "$NODE" bench/legacy.mjs --rounds "${LEGACY_BENCH_ROUNDS:-5}"
 fi

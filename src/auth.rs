@@ -1,6 +1,7 @@
 //! Who is calling and what they may do. Credentials: the API key (`Authorization: Bearer`,
 //! `X-API-Key` or `?apiKey=`; `API_KEY_PREVIOUS` too during a rotation), which may do
-//! everything, or an access token (`Authorization: Bearer <jwt>` or `?token=`, for browsers),
+//! everything, or an access token (`Authorization: Bearer <jwt>`, `?token=` for browsers, or
+//! `?apiKey=<jwt>` for the original client, which has nowhere else to put it),
 //! which may do what its claims grant. Fails closed when nothing is configured; never logs a
 //! key or a token.
 //!
@@ -137,6 +138,8 @@ fn presented(req: &Request) -> Result<Presented, Failure> {
     found.keys.extend(headers.get("x-api-key")?);
     for (name, value) in http::query(req) {
         match name.as_str() {
+            // The original client sends its credential only here: an access token works too.
+            "apiKey" if looks_like_jwt(&value) => found.tokens.push(value),
             "apiKey" => found.keys.push(value),
             "token" => found.tokens.push(value),
             _ => {}

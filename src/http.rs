@@ -19,6 +19,17 @@ impl Failure {
             Failure::Internal(_) => durable_stream_protocol::ErrorCode::Internal,
         }
     }
+
+    /// What the client is told: the error itself, or (logged here, never shown) `internal`.
+    pub fn into_client_error(self) -> ProtocolError {
+        match self {
+            Failure::Client(error) => error,
+            Failure::Internal(error) => {
+                console_error!("internal error: {error}");
+                ProtocolError::internal()
+            }
+        }
+    }
 }
 
 impl From<ProtocolError> for Failure {
@@ -81,11 +92,7 @@ pub fn method_not_allowed(allow: &str) -> worker::Result<Response> {
 pub fn or_error_response(outcome: Result<Response, Failure>) -> Response {
     match outcome {
         Ok(response) => response,
-        Err(Failure::Client(error)) => error_response(&error),
-        Err(Failure::Internal(error)) => {
-            console_error!("internal error: {error}");
-            error_response(&ProtocolError::internal())
-        }
+        Err(failure) => error_response(&failure.into_client_error()),
     }
 }
 

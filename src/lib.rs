@@ -12,6 +12,7 @@ mod directory;
 mod files;
 mod hex;
 mod http;
+mod legacy;
 mod panic_guard;
 mod random;
 mod request_url;
@@ -90,6 +91,11 @@ async fn route(req: Request, env: &Env, ctx: &Context) -> Result<Response, http:
             }),
         )?),
         Route::DsStream => Ok(subject::ds::route(req, env).await),
+        Route::LegacyStream => legacy::stream(req, env, &path).await,
+        Route::LegacyFiles => {
+            let principal = auth::authenticate(&req, env).await?;
+            files::legacy::handle(req, env, ctx, &principal).await
+        }
         // A signed link is the credential for its one file (checked by `files`).
         Route::File if files::is_signed(&req) => files::handle_signed(req, env, ctx).await,
         Route::FileList | Route::File => {

@@ -31,6 +31,10 @@ pub enum Route {
     TokenRevoke,
     /// `/v1/tokens/revocations` (API key only).
     TokenRevocations,
+    /// `/stream/{subject}…`: the original durable-stream protocol's WebSocket (`legacy`).
+    LegacyStream,
+    /// `/r2` and `/r2/{key}`: the original's file routes.
+    LegacyFiles,
 }
 
 const PREFLIGHT: &str = "OPTIONS";
@@ -59,6 +63,12 @@ impl Route {
         if path.starts_with(DS_STREAM_PREFIX) {
             return Some(Route::DsStream);
         }
+        if path == "/r2" || path.starts_with("/r2/") {
+            return Some(Route::LegacyFiles);
+        }
+        if path.strip_prefix("/stream/").is_some_and(|rest| !rest.starts_with('/') && !rest.is_empty()) {
+            return Some(Route::LegacyStream);
+        }
         let rest = path.strip_prefix("/v1/stream/")?;
         match rest.split_once('/') {
             None => Some(Route::Subject),
@@ -77,6 +87,8 @@ impl Route {
     fn served(self) -> &'static [&'static str] {
         match self {
             Route::Health => &["GET", "HEAD"],
+            Route::LegacyStream => &["GET"],
+            Route::LegacyFiles => &["GET", "HEAD", "POST", "DELETE"],
             Route::FileList | Route::TokenRevocations | Route::Subjects | Route::Metrics | Route::SubjectConsumers => &["GET"],
             Route::Tokens | Route::TokenRevoke => &["POST"],
             Route::File | Route::DsStream => &["GET", "HEAD", "PUT", "POST", "DELETE"],
@@ -127,6 +139,11 @@ mod tests {
         assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
         assert_eq!(Route::parse("/v1/stream/orders/consumers"), Some(Route::SubjectConsumers));
         assert_eq!(Route::parse("/v1/stream/orders/consumers/billing"), Some(Route::SubjectConsumer));
+        assert_eq!(Route::parse("/stream/orders"), Some(Route::LegacyStream));
+        assert_eq!(Route::parse("/stream/orders/ignored"), Some(Route::LegacyStream));
+        assert_eq!(Route::parse("/r2"), Some(Route::LegacyFiles));
+        assert_eq!(Route::parse("/r2/"), Some(Route::LegacyFiles));
+        assert_eq!(Route::parse("/r2//a/b.txt"), Some(Route::LegacyFiles));
     }
 
     #[test]
@@ -148,6 +165,10 @@ mod tests {
             "/metrics/",
             "/v1/stream/orders/consumers/",
             "/v1/stream/orders/consumers/a/b",
+            "/stream",
+            "/stream/",
+            "/stream//x",
+            "/r2x",
         ] {
             assert_eq!(Route::parse(path), None, "{path}");
         }

@@ -15,6 +15,7 @@ pub mod files;
 pub mod frame;
 pub mod get;
 pub mod headers;
+pub mod legacy;
 pub mod http_params;
 pub mod metrics;
 pub mod publish;

@@ -10,6 +10,7 @@
 mod conditional;
 mod index;
 mod key;
+pub mod legacy;
 mod link;
 mod parts;
 mod query;
@@ -67,7 +68,9 @@ pub async fn handle(mut req: Request, env: &Env, ctx: &Context, principal: &Prin
         Subresource::Link => {}
     }
     match (req.method(), subresource) {
-        (Method::Put | Method::Post, Subresource::None) => write(req, env, ctx, &bucket, &key, &limits, limits.max_file_bytes).await,
+        (Method::Put | Method::Post, Subresource::None) => {
+            stored(&key, &upload(req, env, ctx, &bucket, &key, &limits, limits.max_file_bytes).await?)
+        }
         (Method::Delete, Subresource::None) => delete(&bucket, &key).await,
         (Method::Head, Subresource::None) => read(&req, &bucket, &key, false).await,
         (Method::Get, Subresource::None) => read(&req, &bucket, &key, true).await,
@@ -116,7 +119,7 @@ pub async fn handle_signed(req: Request, env: &Env, ctx: &Context) -> Result<Res
     }
     let limits = file_limits(env)?;
     let max_bytes = grant.max_bytes.map_or(limits.max_file_bytes, |max| max.min(limits.max_file_bytes));
-    write(req, env, ctx, &bucket, &key, &limits, max_bytes).await
+    stored(&key, &upload(req, env, ctx, &bucket, &key, &limits, max_bytes).await?)
 }
 
 /// `POST /v1/files/{key}?link` with `{"ttl":seconds,"method":"GET"|"PUT",…}`. A link made with
@@ -150,8 +153,10 @@ fn now_seconds() -> u64 {
     Date::now().as_millis() / 1000
 }
 
-/// `PUT /v1/files/{key}`: streams the body into R2, refusing more than `max_bytes`.
-async fn write(
+/// `PUT /v1/files/{key}` (and `/r2/`'s POST): streams the request's body into R2 under `key`
+/// with its caching headers, refusing more than `max_bytes`: one put when its length is known
+/// and small enough, parts otherwise (a chunked upload).
+async fn upload(
     req: Request,
     env: &Env,
     ctx: &Context,
@@ -159,7 +164,7 @@ async fn write(
     key: &str,
     limits: &FileLimits,
     max_bytes: u64,
-) -> Result<Response, Failure> {
+) -> Result<Object, Failure> {
     let length = content_length(&req)?;
     if let Some(length) = length.filter(|length| *length > max_bytes) {
         return Err(ProtocolError::too_large(format!("file is {length} bytes; the limit is {max_bytes}")).into());
@@ -178,7 +183,7 @@ async fn write(
             streamed::store(ctx, env, target, body, limits.part_bytes as u32, max_bytes).await?
         }
     };
-    stored(key, &object)
+    Ok(object)
 }
 
 /// One R2 put (R2 needs the length of a stream up front).
@@ -266,17 +271,7 @@ async fn delete(bucket: &Bucket, key: &str) -> Result<Response, Failure> {
 
 /// `GET /v1/files?prefix=&delimiter=&cursor=&limit=`
 async fn list(query: query::ListQuery, bucket: &Bucket) -> Result<Response, Failure> {
-    let mut listing = bucket.list().limit(query.limit).include(vec![Include::HttpMetadata]);
-    if let Some(prefix) = query.prefix {
-        listing = listing.prefix(prefix);
-    }
-    if let Some(delimiter) = query.delimiter {
-        listing = listing.delimiter(delimiter);
-    }
-    if let Some(cursor) = query.cursor {
-        listing = listing.cursor(cursor);
-    }
-    let listed = listing.execute().await?;
+    let listed = list_page(query, bucket).await?;
     let objects: Vec<serde_json::Value> = listed
         .objects()
         .iter()
@@ -298,6 +293,21 @@ async fn list(query: query::ListQuery, bucket: &Bucket) -> Result<Response, Fail
         "cursor": if truncated { listed.cursor() } else { None },
     });
     Ok(http::json_response(200, &body)?)
+}
+
+/// One page of R2's listing, with each object's HTTP metadata.
+async fn list_page(query: query::ListQuery, bucket: &Bucket) -> Result<worker::Objects, Failure> {
+    let mut listing = bucket.list().limit(query.limit).include(vec![Include::HttpMetadata]);
+    if let Some(prefix) = query.prefix {
+        listing = listing.prefix(prefix);
+    }
+    if let Some(delimiter) = query.delimiter {
+        listing = listing.delimiter(delimiter);
+    }
+    if let Some(cursor) = query.cursor {
+        listing = listing.cursor(cursor);
+    }
+    Ok(listing.execute().await?)
 }
 
 /// The HTTP metadata stored with an upload, taken from its request headers.

@@ -4,6 +4,7 @@
 use super::sessions::Session;
 use super::store::Store;
 use durable_stream_protocol::frame::{encode_messages, OutgoingMessage};
+use durable_stream_protocol::legacy;
 use durable_stream_protocol::retention::StreamBounds;
 use durable_stream_protocol::{Config, Seq};
 use std::ops::RangeInclusive;
@@ -65,16 +66,29 @@ pub fn send_range(
     recent: Option<&Recent>,
 ) -> Result<()> {
     if let Some(recent) = recent.filter(|r| !redelivered && *range.start() >= r.first() && *range.end() <= r.last()) {
-        if *range.start() == recent.first() && *range.end() == recent.last() {
+        let from = (*range.start() - recent.first()) as usize;
+        let to = (*range.end() - recent.first()) as usize;
+        let messages = &recent.messages[from..=to];
+        if session.legacy {
+            messages.iter().for_each(|message| session.send(&legacy::encode_delivery(message)));
+        } else if messages.len() == recent.messages.len() {
             session.send_js(&recent.frame);
         } else {
-            let from = (*range.start() - recent.first()) as usize;
-            let to = (*range.end() - recent.first()) as usize;
-            session.send(&encode_messages(&recent.messages[from..=to], false));
+            session.send(&encode_messages(messages, false));
         }
         return Ok(());
     }
     let (mut from, to) = (*range.start(), *range.end());
+    if session.legacy {
+        // The original client takes one message a frame.
+        while from <= to {
+            let page = store.read(from, to, config.replay_page_messages)?;
+            let Some(last) = page.last() else { break };
+            from = last.seq + 1;
+            page.iter().for_each(|message| session.send(&legacy::encode_delivery(&message.outgoing())));
+        }
+        return Ok(());
+    }
     let mut whole_pages = true;
     while from <= to {
         let (page, frame_bytes) = (config.replay_page_messages, config.replay_frame_bytes);

@@ -5,6 +5,7 @@ mod access;
 mod delivery;
 pub(crate) mod ds;
 mod http_api;
+mod legacy;
 mod ops;
 mod sessions;
 mod store;
@@ -222,7 +223,9 @@ impl Subject {
         self.schedule(due).await
     }
 
-    fn accept_websocket(&self, subject: &str, grant: Grant) -> std::result::Result<(Response, Option<u64>), Failure> {
+    /// Accepts a WebSocket; a legacy one (the original protocol) gets no hello, as the original
+    /// sent nothing on connect.
+    fn accept_websocket(&self, subject: &str, grant: Grant, legacy: bool) -> std::result::Result<(Response, Option<u64>), Failure> {
         let hello = self.with_core(Some(subject), |core| {
             if core.sessions.len() >= core.config.max_connections {
                 return Err(ProtocolError::new(
@@ -245,11 +248,13 @@ impl Subject {
         let conn = random_hex(12);
         self.state.accept_websocket_with_tags(&pair.server, &[&conn]);
         let wakeup = self.with_core(None, |core| {
-            core.sessions.insert(conn, pair.server.clone(), grant);
+            core.sessions.insert(conn, pair.server.clone(), grant, legacy);
             core.telemetry.mark_changed();
             core.next_wakeup()
         })??;
-        pair.server.send_with_str(hello)?;
+        if !legacy {
+            pair.server.send_with_str(hello)?;
+        }
         Ok((Response::from_websocket(pair.client)?, wakeup))
     }
 
@@ -281,7 +286,8 @@ impl Subject {
         let rest: Vec<&str> = segments.collect();
         let upgrade = req.headers().get("upgrade")?.unwrap_or_default();
         if rest.is_empty() && upgrade.eq_ignore_ascii_case("websocket") {
-            let (response, wakeup) = self.accept_websocket(&subject, grant_of(&req)?)?;
+            let legacy = path.starts_with(crate::legacy::SUBJECT_PATH);
+            let (response, wakeup) = self.accept_websocket(&subject, grant_of(&req)?, legacy)?;
             // A token's expiry (and revocation checks) need the alarm.
             self.schedule(wakeup).await?;
             return Ok(response);
@@ -330,6 +336,10 @@ impl DurableObject for Subject {
             let now = now_ms();
             core.telemetry.mark_changed();
             let outcome = match message {
+                WebSocketIncomingMessage::String(text) if core.sessions.is_legacy(&conn) => {
+                    legacy::on_frame(core, &conn, &text, now);
+                    Ok(())
+                }
                 WebSocketIncomingMessage::String(text) => parse_client_frame(&text, &core.config)
                     .map_err(|e| (e.id, Failure::Client(e.error)))
                     .and_then(|frame| {
@@ -352,14 +362,7 @@ impl DurableObject for Subject {
             };
             if let Err((id, failure)) = outcome {
                 core.telemetry.count_error(failure.code());
-                let error = match failure {
-                    Failure::Client(error) => error,
-                    Failure::Internal(error) => {
-                        console_error!("internal error: {error}");
-                        ProtocolError::internal()
-                    }
-                };
-                let _ = ws.send_with_str(encode_error(id.as_ref(), &error));
+                let _ = ws.send_with_str(encode_error(id.as_ref(), &failure.into_client_error()));
             }
             self.wanted_alarm(core)
         })??;

@@ -28,6 +28,8 @@ pub struct Session {
     /// The connection's publish rate limit (`PUB_RATE_PER_CONNECTION`), made on its first
     /// publish; not saved (after hibernation a connection starts with a full bucket).
     pub limiter: Option<Limiter>,
+    /// Speaks the original durable-stream protocol (`/stream/{subject}`, `subject::legacy`).
+    pub legacy: bool,
     /// The subscription the attachment holds (None: the attachment is not up to date).
     saved: Option<Option<Subscription>>,
 }
@@ -37,12 +39,16 @@ pub struct Session {
 struct Attachment<'a> {
     subscription: &'a Option<Subscription>,
     grant: &'a Grant,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    legacy: bool,
 }
 
 #[derive(Deserialize)]
 struct SavedAttachment {
     subscription: Option<Subscription>,
     grant: Grant,
+    #[serde(default)]
+    legacy: bool,
 }
 
 /// Reads an attachment; one written before grants existed holds only the subscription, and
@@ -50,13 +56,13 @@ struct SavedAttachment {
 fn read_attachment(text: &str) -> Option<SavedAttachment> {
     serde_json::from_str(text).ok().or_else(|| {
         let subscription = serde_json::from_str::<Option<Subscription>>(text).ok()?;
-        Some(SavedAttachment { subscription, grant: Grant::master() })
+        Some(SavedAttachment { subscription, grant: Grant::master(), legacy: false })
     })
 }
 
 impl Session {
-    fn new(ws: WebSocket, sub: Option<Subscription>, grant: Grant, saved: Option<Option<Subscription>>) -> Self {
-        Session { ws, sub, grant, limiter: None, saved }
+    fn new(ws: WebSocket, sub: Option<Subscription>, grant: Grant, legacy: bool, saved: Option<Option<Subscription>>) -> Self {
+        Session { ws, sub, grant, limiter: None, legacy, saved }
     }
 
     /// Replaces the grant (an in-band token refresh) and saves it.
@@ -68,17 +74,18 @@ impl Session {
 
     /// Persists the grant and subscription into the socket's attachment, unless the
     /// attachment already holds them up to how far delivery got (`sent`, which is not worth a
-    /// write per delivery).
+    /// write per delivery). A legacy socket saves `sent` too: its client cannot drop the
+    /// duplicates a resend after hibernation would bring.
     pub fn save(&mut self) {
         let unchanged = match (&self.saved, &self.sub) {
             (Some(None), None) => true,
-            (Some(Some(saved)), Some(sub)) => !sub.needs_saving(saved),
+            (Some(Some(saved)), Some(sub)) => !sub.needs_saving(saved) && !(self.legacy && sub.sent != saved.sent),
             _ => false,
         };
         if unchanged {
             return;
         }
-        let attachment = Attachment { subscription: &self.sub, grant: &self.grant };
+        let attachment = Attachment { subscription: &self.sub, grant: &self.grant, legacy: self.legacy };
         let Ok(encoded) = serde_json::to_string(&attachment) else { return };
         match self.ws.serialize_attachment(encoded) {
             Ok(()) => self.saved = Some(self.sub.clone()),
@@ -114,23 +121,28 @@ impl Sessions {
             let Some(conn) = state.get_tags(&ws).into_iter().next() else { continue };
             let attachment = ws.deserialize_attachment::<String>().ok().flatten().and_then(|text| read_attachment(&text));
             let session = match attachment {
-                Some(SavedAttachment { subscription, grant }) => {
-                    Session::new(ws, subscription.clone().map(Subscription::restored), grant, Some(subscription))
+                Some(SavedAttachment { subscription, grant, legacy }) => {
+                    Session::new(ws, subscription.clone().map(Subscription::restored), grant, legacy, Some(subscription))
                 }
                 // Unreadable: the socket keeps no rights, so its next frame is refused.
-                None => Session::new(ws, None, Grant { actions: Default::default(), token: None }, None),
+                None => Session::new(ws, None, Grant { actions: Default::default(), token: None }, false, None),
             };
             sessions.by_conn.insert(conn, session);
         }
         sessions
     }
 
+    /// Whether connection `conn` speaks the original protocol.
+    pub fn is_legacy(&self, conn: &str) -> bool {
+        self.by_conn.get(conn).is_some_and(|s| s.legacy)
+    }
+
     pub fn conn_id(state: &State, ws: &WebSocket) -> Option<String> {
         state.get_tags(ws).into_iter().next()
     }
 
-    pub fn insert(&mut self, conn: String, ws: WebSocket, grant: Grant) {
-        let mut session = Session::new(ws, None, grant, None);
+    pub fn insert(&mut self, conn: String, ws: WebSocket, grant: Grant, legacy: bool) {
+        let mut session = Session::new(ws, None, grant, legacy, None);
         session.save();
         self.by_conn.insert(conn, session);
     }

@@ -35,9 +35,17 @@ pub fn subscribe(
         take_over_consumer(core, conn, name);
     }
     let window = window.unwrap_or(core.config.default_window);
+    let reply = encode_ok(id, json!({ "first": bounds.first, "last": bounds.last, "from": start }));
+    begin(core, conn, Subscription::new(start, window, consumer), &reply, now)
+}
+
+/// Starts `sub` on connection `conn` (replacing any it had): the reply goes first, then what
+/// is stored.
+pub fn begin(core: &mut Core, conn: &str, sub: Subscription, reply: &str, now: u64) -> Result<(), Failure> {
+    let bounds = core.meta.bounds();
     let Some(session) = core.sessions.get_mut(conn) else { return Ok(()) };
-    session.sub = Some(Subscription::new(start, window, consumer));
-    session.send(&encode_ok(id, json!({ "first": bounds.first, "last": bounds.last, "from": start })));
+    session.sub = Some(sub);
+    session.send(reply);
     pump(session, &core.store, &core.config, bounds, None, now)?;
     session.save();
     Ok(())
