@@ -506,9 +506,14 @@ fn publish_frame(options: &PublishOptions) -> Map<String, Value> {
     frame
 }
 
-/// A random 128-bit message id in hex.
+/// A message id unique to this publish: a random 64-bit prefix drawn once per process and a
+/// counter, 32 hex digits (as NATS clients make theirs). A client's ids sort in publish order, so
+/// the server's index of keys grows at one end rather than at random places as the stream grows.
 pub(crate) fn new_msg_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:016x}{count:016x}", PREFIX.get_or_init(rand::random::<u64>))
 }
 
 fn op_frame<const N: usize>(op: &str, fields: [(&str, Value); N]) -> Map<String, Value> {
@@ -535,11 +540,13 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn message_ids_are_random_128_bit_hex() {
+    fn message_ids_are_128_bit_hex_unique_and_in_publish_order() {
         let (a, b) = (new_msg_id(), new_msg_id());
         assert_eq!(a.len(), 32);
         assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
         assert_ne!(a, b);
+        assert_eq!(a[..16], b[..16], "one prefix per process");
+        assert!(a < b, "a later id sorts after an earlier one");
     }
 
     #[test]
