@@ -9,7 +9,7 @@
 //   node bench/directory-cost.mjs [--rounds 5] [--dstream target/release/dstream] [-- dstream bench options]
 
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { cpuSeconds, listener, loadAverage } from "./process-cpu.mjs";
 import { startServer, TEST_KEY } from "../miniflare-tests/server.mjs";
 
 const args = process.argv.slice(2);
@@ -20,22 +20,6 @@ const option = (name, fallback) => {
 const rounds = Number(option("--rounds", "5"));
 const dstream = option("--dstream", "target/release/dstream");
 const extra = args.includes("--") ? args.slice(args.indexOf("--") + 1) : [];
-const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
-
-/** The pid of the process listening on the port of `url` (the workerd running the Worker). */
-function listener(url) {
-  const port = new URL(url).port;
-  const line = execFileSync("ss", ["-ltnpH"]).toString().split("\n").find((l) => l.includes(`:${port} `));
-  const pid = /pid=(\d+)/.exec(line ?? "")?.[1];
-  if (!pid) throw new Error(`no process listens on ${url}`);
-  return Number(pid);
-}
-
-/** CPU seconds (user + system) a process has used. */
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-}
 
 function singlePublishes(url) {
   const out = execFileSync(dstream, ["--url", url, "--api-key", TEST_KEY, "bench", "--phases", "single", ...extra], { stdio: ["ignore", "pipe", "ignore"] }).toString();
@@ -60,7 +44,7 @@ try {
   console.log("|---:|---|---:|---:|---|");
   for (let round = 1; round <= rounds; round++) {
     for (const variant of round % 2 ? variants : [...variants].reverse()) {
-      const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+      const load = loadAverage();
       const before = cpuSeconds(variant.pid);
       const { messages, rate } = singlePublishes(variant.server.url);
       const micros = ((cpuSeconds(variant.pid) - before) / messages) * 1e6;

@@ -9,9 +9,8 @@
 //
 //   node bench/legacy.mjs [--rounds 5] [--messages 2000] [--in-flight 16]
 
-import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { cpuSeconds, listener, loadAverage } from "./process-cpu.mjs";
 import { startServer, TEST_KEY, ROOT } from "../miniflare-tests/server.mjs";
 import { legacyClient, shutdownAll } from "../miniflare-tests/legacy-client.mjs";
 
@@ -23,22 +22,7 @@ const option = (name, fallback) => {
 const rounds = option("--rounds", 5);
 const messages = option("--messages", 2000);
 const inFlight = option("--in-flight", 16);
-const TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString().trim());
 const { w3cwebsocket: W3CWebSocket } = createRequire(`${ROOT}/package.json`)("websocket");
-
-/** The pid of the process listening on the port of `url` (the workerd running the Worker). */
-function listener(url) {
-  const port = new URL(url).port;
-  const line = execFileSync("ss", ["-ltnpH"]).toString().split("\n").find((l) => l.includes(`:${port} `));
-  const pid = /pid=(\d+)/.exec(line ?? "")?.[1];
-  if (!pid) throw new Error(`no process listens on ${url}`);
-  return Number(pid);
-}
-
-function cpuSeconds(pid) {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-}
 
 const payload = (i) => ({ n: i, note: "a message of about a hundred bytes, as an app would publish it ....." });
 
@@ -105,7 +89,7 @@ try {
   print("|---:|---|---:|---:|---|");
   for (let round = 1; round <= rounds; round++) {
     for (const variant of round % 2 ? variants : [...variants].reverse()) {
-      const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+      const load = loadAverage();
       const publish = await variant.connect(url, `bench-legacy-${round}-${variant.connect.name}`);
       const before = cpuSeconds(pid);
       const started = performance.now();
