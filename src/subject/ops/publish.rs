@@ -140,14 +140,10 @@ fn store_keyed<'a>(
 /// sequence), or keys kept apart from their messages.
 pub fn store(core: &mut Core, messages: &[Draft], conditions: Conditions, now: u64) -> std::result::Result<Published, Failure> {
     let key = conditions.msg_id;
-    let look_up_first = match key {
-        None => false,
-        Some(_) => {
-            messages.len() > 1
-                || conditions.expect_last_seq.is_some_and(|expected| expected != core.meta.last_seq)
-                || core.store.keeps_keys_apart()?
-        }
-    };
+    let look_up_first = key.is_some()
+        && (messages.len() > 1
+            || conditions.expect_last_seq.is_some_and(|expected| expected != core.meta.last_seq)
+            || core.store.keeps_keys_apart()?);
     let previous = match key {
         Some(msg_id) if look_up_first => core.store.key_record(msg_id)?,
         _ => None,
