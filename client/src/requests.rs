@@ -73,6 +73,9 @@ impl RequestConnection {
     }
 }
 
+/// Most requests written to the socket before it is flushed.
+const WRITE_COALESCE_FRAMES: usize = 128;
+
 /// Whether writing to the socket worked.
 type Sent = Result<(), tokio_tungstenite::tungstenite::Error>;
 
@@ -242,15 +245,30 @@ impl Multiplexer {
         }
     }
 
-    /// Registers a request from a caller and sends it.
+    /// Registers a request from a caller and sends it, with every other request already
+    /// waiting in the inbox (up to [`WRITE_COALESCE_FRAMES`]) in the same write: frames that
+    /// reach the server together are handled in one turn of its event loop and share one storage
+    /// commit, where one write per frame spreads them over many.
     async fn send_new(&mut self, socket: &mut Socket, request: Request) -> Sent {
-        if let Some((id, text)) = self.enqueue(request) {
-            socket.send(WsMessage::text(text)).await?;
-            if let Some(pending) = self.pending.get_mut(&id) {
-                pending.sent = true;
+        let mut next = Some(request);
+        let mut queued = 0;
+        while let Some(request) = next.take() {
+            if let Some((id, text)) = self.enqueue(request) {
+                socket.feed(WsMessage::text(text)).await?;
+                if let Some(pending) = self.pending.get_mut(&id) {
+                    pending.sent = true;
+                }
+            }
+            queued += 1;
+            if queued < WRITE_COALESCE_FRAMES {
+                match self.inbox.try_recv() {
+                    Ok(request) => next = Some(request),
+                    Err(mpsc::error::TryRecvError::Disconnected) => self.inbox_open = false,
+                    Err(mpsc::error::TryRecvError::Empty) => {}
+                }
             }
         }
-        Ok(())
+        socket.flush().await
     }
 
     /// Sends a refreshed token in-band. If the server refuses it, the socket keeps its current
