@@ -121,29 +121,54 @@ pub fn is_preflight(method: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// A path of every route, and what it parses to.
+    const EXAMPLES: &[(&str, Route)] = &[
+        ("/health", Route::Health),
+        ("/v1/files", Route::FileList),
+        ("/v1/files/a/b.txt", Route::File),
+        ("/v1/stream/orders", Route::Subject),
+        ("/v1/stream/orders/messages", Route::SubjectMessages),
+        ("/v1/stream/orders/state", Route::SubjectState),
+        ("/v1/stream/orders/messages/42", Route::SubjectMessage),
+        ("/v1/stream/orders/messages/last", Route::SubjectMessage),
+        ("/ds/v1/stream/a/b", Route::DsStream),
+        ("/v1/tokens", Route::Tokens),
+        ("/v1/tokens/revoke", Route::TokenRevoke),
+        ("/v1/tokens/revocations", Route::TokenRevocations),
+        ("/v1/subjects", Route::Subjects),
+        ("/metrics", Route::Metrics),
+        ("/v1/stream/orders/consumers", Route::SubjectConsumers),
+        ("/v1/stream/orders/consumers/billing", Route::SubjectConsumer),
+        ("/stream/orders", Route::LegacyStream),
+        ("/stream/orders/ignored", Route::LegacyStream),
+        ("/r2", Route::LegacyFiles),
+        ("/r2/", Route::LegacyFiles),
+        ("/r2//a/b.txt", Route::LegacyFiles),
+    ];
+
     #[test]
     fn paths_map_to_routes() {
-        assert_eq!(Route::parse("/health"), Some(Route::Health));
-        assert_eq!(Route::parse("/v1/files"), Some(Route::FileList));
-        assert_eq!(Route::parse("/v1/files/a/b.txt"), Some(Route::File));
-        assert_eq!(Route::parse("/v1/stream/orders"), Some(Route::Subject));
-        assert_eq!(Route::parse("/v1/stream/orders/messages"), Some(Route::SubjectMessages));
-        assert_eq!(Route::parse("/v1/stream/orders/state"), Some(Route::SubjectState));
-        assert_eq!(Route::parse("/v1/stream/orders/messages/42"), Some(Route::SubjectMessage));
-        assert_eq!(Route::parse("/v1/stream/orders/messages/last"), Some(Route::SubjectMessage));
-        assert_eq!(Route::parse("/ds/v1/stream/a/b"), Some(Route::DsStream));
-        assert_eq!(Route::parse("/v1/tokens"), Some(Route::Tokens));
-        assert_eq!(Route::parse("/v1/tokens/revoke"), Some(Route::TokenRevoke));
-        assert_eq!(Route::parse("/v1/tokens/revocations"), Some(Route::TokenRevocations));
-        assert_eq!(Route::parse("/v1/subjects"), Some(Route::Subjects));
-        assert_eq!(Route::parse("/metrics"), Some(Route::Metrics));
-        assert_eq!(Route::parse("/v1/stream/orders/consumers"), Some(Route::SubjectConsumers));
-        assert_eq!(Route::parse("/v1/stream/orders/consumers/billing"), Some(Route::SubjectConsumer));
-        assert_eq!(Route::parse("/stream/orders"), Some(Route::LegacyStream));
-        assert_eq!(Route::parse("/stream/orders/ignored"), Some(Route::LegacyStream));
-        assert_eq!(Route::parse("/r2"), Some(Route::LegacyFiles));
-        assert_eq!(Route::parse("/r2/"), Some(Route::LegacyFiles));
-        assert_eq!(Route::parse("/r2//a/b.txt"), Some(Route::LegacyFiles));
+        for &(path, route) in EXAMPLES {
+            assert_eq!(Route::parse(path), Some(route), "{path}");
+        }
+    }
+
+    /// wrangler.toml sends these paths to the Worker without the static assets' lookup: a route
+    /// missing from that list still works, but pays for a lookup on every request.
+    #[test]
+    fn every_route_runs_the_worker_first() {
+        let config = include_str!("../wrangler.toml");
+        let line = config.lines().find(|l| l.starts_with("run_worker_first")).expect("run_worker_first in wrangler.toml");
+        let patterns: Vec<&str> = line.split('"').skip(1).step_by(2).collect();
+        let covered = |path: &str| {
+            patterns.iter().any(|p| match p.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == *p,
+            })
+        };
+        for &(path, _) in EXAMPLES {
+            assert!(covered(path), "{path} is not in run_worker_first {patterns:?}");
+        }
     }
 
     #[test]
