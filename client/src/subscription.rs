@@ -385,6 +385,8 @@ pub struct Subscription {
     shared: Arc<Shared>,
     deliveries: mpsc::Receiver<Delivery>,
     buffer: VecDeque<(u64, Received)>,
+    /// Messages that moved the position since the connection task was last told (`wake_acks`).
+    unannounced: u32,
     task: Option<JoinHandle<()>>,
 }
 
@@ -427,6 +429,20 @@ impl Subscription {
     }
 }
 
+impl Subscription {
+    /// Tells the connection task that the position moved, so that it sends an ack when one is
+    /// due: once the buffered frame is consumed, or every [`ACK_WAKE_EVERY`] messages within a
+    /// long one (so that an ack can go out while the rest of a window-sized frame is consumed).
+    /// Not per message: that is a wake-up across threads per message, for acks that are
+    /// combined anyway (`AckSender`).
+    fn wake_acks(&mut self, frame_consumed: bool) {
+        if self.unannounced > 0 && (frame_consumed || self.unannounced >= ACK_WAKE_EVERY) {
+            self.unannounced = 0;
+            self.shared.ack_wakeup.notify_one();
+        }
+    }
+}
+
 impl Stream for Subscription {
     type Item = Result<Message>;
 
@@ -446,12 +462,13 @@ impl Stream for Subscription {
                     };
                     (admitted, ack_moved)
                 };
+                self.unannounced += u32::from(ack_moved);
                 let Some(redelivered) = admitted else { continue };
-                if ack_moved {
-                    self.shared.ack_wakeup.notify_one();
-                }
+                let frame_consumed = self.buffer.is_empty();
+                self.wake_acks(frame_consumed);
                 return Poll::Ready(Some(self.to_message(generation, received, redelivered)));
             }
+            self.wake_acks(true);
             match self.deliveries.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
@@ -487,6 +504,8 @@ const SUB_ID: &str = "sub";
 const AUTH_ID: &str = "auth";
 /// How often a changed position is written to the cursor store.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// Most consumed messages the connection task is not told about (see `Subscription::wake_acks`).
+const ACK_WAKE_EVERY: u32 = 64;
 /// Frames buffered between the task and the stream.
 const DELIVERY_BUFFER: usize = 16;
 /// How long an ack may wait to be combined with later ones. Every ack is an event for the
@@ -548,7 +567,7 @@ pub(crate) async fn subscribe(settings: Arc<Settings>, subject: &str, options: S
     };
     let (socket, early, tokens) = subscriber.establish().await?;
     let task = tokio::spawn(subscriber.run(socket, early, tokens));
-    Ok(Subscription { subject: subject.to_owned(), shared, deliveries: receiver, buffer: VecDeque::new(), task: Some(task) })
+    Ok(Subscription { subject: subject.to_owned(), shared, deliveries: receiver, buffer: VecDeque::new(), unannounced: 0, task: Some(task) })
 }
 
 impl Subscriber {
@@ -822,6 +841,33 @@ mod tests {
 
     fn wire(seq: Seq) -> Received {
         Received { seq, ts: 0, data: Ok(Value::Null), redelivered: false, headers: Headers::new() }
+    }
+
+    /// A frame as large as the window: an ack for what was consumed goes out while the rest of
+    /// the frame is still buffered, so the server can send more before the application has
+    /// taken the whole frame.
+    #[tokio::test]
+    async fn an_ack_goes_out_before_a_window_sized_frame_is_consumed() {
+        use crate::fake_server::{read_frame, send_frame, FakeServer};
+        let (server, settings) = FakeServer::start(Duration::from_secs(30)).await;
+        let options = SubscribeOptions::default().start(StartPosition::First).window(1000);
+        let (subscription, socket) = tokio::join!(subscribe(settings, "s", options), async {
+            let mut socket = server.accept().await;
+            let sub = read_frame(&mut socket).await;
+            assert_eq!(sub["window"], 1000);
+            send_frame(&mut socket, json!({ "op": "ok", "id": sub["id"], "from": 1 })).await;
+            let messages: Vec<Value> = (1..=1000).map(|seq| json!({ "seq": seq, "ts": 0, "data": seq })).collect();
+            send_frame(&mut socket, json!({ "op": "msgs", "messages": messages })).await;
+            socket
+        });
+        let (mut subscription, mut socket) = (subscription.unwrap(), socket);
+        for _ in 0..600 {
+            subscription.next().await.unwrap().unwrap();
+        }
+        let ack = tokio::time::timeout(Duration::from_secs(20), read_frame(&mut socket)).await.expect("an ack within 20 s");
+        assert_eq!(ack["op"], "ack", "{ack}");
+        let seq = ack["seq"].as_u64().unwrap();
+        assert!((500..=600).contains(&seq), "acked {seq} after 600 of 1000 consumed");
     }
 
     #[test]
