@@ -569,14 +569,21 @@ async fn fan_out(target: Target<'_>, subject: &str, args: &BenchArgs, limit: Dur
         receivers.push(tokio::spawn(async move {
             let mut latencies = latency_histogram();
             let mut received = 0u64;
-            while received < expected {
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let Ok(Some(data)) = tokio::time::timeout(remaining, feed.next()).await else { break };
-                let sent = data?["t"].as_u64().unwrap_or(0);
-                latencies.saturating_record(now_micros().saturating_sub(sent));
-                received += 1;
-            }
+            // One timer for the whole run, not one per message.
+            let receiving = async {
+                while received < expected {
+                    let Some(data) = feed.next().await else { break };
+                    let sent = data?["t"].as_u64().unwrap_or(0);
+                    latencies.saturating_record(now_micros().saturating_sub(sent));
+                    received += 1;
+                }
+                Ok::<_, Error>(())
+            };
+            let outcome = tokio::time::timeout_at(deadline.into(), receiving).await;
             feed.close().await;
+            if let Ok(Err(e)) = outcome {
+                return Err(e);
+            }
             Ok::<_, Error>((received, latencies))
         }));
     }
@@ -609,15 +616,17 @@ async fn replay(client: &Client, subject: &str, args: &BenchArgs, limit: Duratio
     let options = SubscribeOptions::default().start(StartPosition::First).window(10_000);
     let mut subscription = client.subscribe(subject, options).await?;
     let mut received = 0u64;
-    while received < backlog {
-        let remaining = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, subscription.next()).await {
-            Ok(Some(message)) => {
-                message?;
-                received += 1;
-            }
-            Ok(None) | Err(_) => break,
+    // One timer for the whole catch-up, not one per message.
+    let receiving = async {
+        while received < backlog {
+            let Some(message) = subscription.next().await else { break };
+            message?;
+            received += 1;
         }
+        Ok::<_, Error>(())
+    };
+    if let Ok(Err(e)) = tokio::time::timeout_at(deadline.into(), receiving).await {
+        return Err(e);
     }
     let elapsed = started.elapsed();
     subscription.close().await?;
