@@ -40,6 +40,11 @@ fi
 
 NODE=node_modules/.bin/node
 WRANGLER=node_modules/wrangler/bin/wrangler.js
+# wrangler dev records a trace of every event into a local store (its "local observability",
+# on by default), for every server started here: a cost production does not have, ~20 % of
+# workerd's CPU per publish, which grows as the store does over a run (bench/RESULTS.md,
+# "Local observability"). Off for every server measured here; X_LOCAL_OBSERVABILITY=true keeps it.
+export X_LOCAL_OBSERVABILITY=${X_LOCAL_OBSERVABILITY:-false}
 work=$(mktemp -d)
 floor_pid=
 cleanup() {
