@@ -77,7 +77,15 @@ pub async fn complete(
     let index = UploadIndex::open(env)?;
     let upload = index.get(key, upload_id).await?;
     check_completion(upload.part_size, &completion.parts, &upload.parts, limits.max_file_bytes)?;
-    let object = r2::complete(bucket, key, upload_id, &completion.parts).await?;
+    let object = match r2::complete(bucket, key, upload_id, &completion.parts).await {
+        Err(error) if r2::is_invalid_part(&error) => {
+            return Err(ProtocolError::bad_request(
+                "R2 does not hold one of these parts under the etag given (uploaded again since?): take the etags from the part listing (GET with ?uploadId=) and complete again, or upload that part again",
+            )
+            .into())
+        }
+        outcome => outcome?,
+    };
     index.forget(key, upload_id).await?;
     stored(key, &object)
 }

@@ -26,6 +26,14 @@ pub async fn upload_part(bucket: &Bucket, key: &str, upload_id: &str, part_numbe
     Ok(part.etag()?)
 }
 
+/// R2's error code for a completion naming a part it does not hold under that etag.
+const INVALID_PART: &str = "(10025)";
+
+/// Whether R2 refused a completion because a part's etag is not that of the part it holds.
+pub fn is_invalid_part(error: &worker::Error) -> bool {
+    error.to_string().contains(INVALID_PART)
+}
+
 /// Joins `parts` into the file (which replaces any file under `key`).
 pub async fn complete(bucket: &Bucket, key: &str, upload_id: &str, parts: &[PartRef]) -> Result<Object> {
     let parts = parts.iter().map(|part| UploadedPart::new(part.part_number, part.etag.clone()));
