@@ -154,13 +154,13 @@ pub struct Store {
     unsaved: Rc<Cell<(u64, u64)>>,
 }
 
-/// A sequence, count or timestamp as a SQLite integer (all stay below 2^63).
 /// Whether a comma-separated list of sequences (`group_concat(seq)`) is in ascending order.
 fn ascending(seqs: &str) -> bool {
     let mut previous = 0;
     seqs.split(',').all(|seq| seq.parse::<Seq>().is_ok_and(|seq| std::mem::replace(&mut previous, seq) < seq))
 }
 
+/// A sequence, count or timestamp as a SQLite integer (all stay below 2^63).
 pub(crate) fn int(value: u64) -> SqlStorageValue {
     SqlStorageValue::Integer(value as i64)
 }
