@@ -9,21 +9,12 @@ import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { join } from "node:path";
-import { ROOT, tempDir } from "./server.mjs";
+import { ROOT, freePort, tempDir } from "./server.mjs";
 import { sleep } from "./ws-client.mjs";
 
 // dev.sh first installs and builds what is missing (minutes when build/ is stale), then starts
 // wrangler; the bound only keeps a broken script from hanging the suite.
 const START_TIMEOUT_MS = 15 * 60_000;
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once("error", reject).listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Spawns `scripts/dev.sh ...args` in its own process group, collecting what it prints. */
 function spawnDevScript(args) {

@@ -21,15 +21,30 @@ export function tempDir(prefix = "ds-") {
   return mkdtempSync(join(base, prefix));
 }
 
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once("error", rej);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
+/** The kernel's range for outgoing connections' local ports (a port there can be taken by any
+ *  connection on the machine between our check and wrangler's bind). */
+function ephemeralRange() {
+  try {
+    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
+    return { low, high };
+  } catch {
+    return { low: 32768, high: 60999 };
+  }
+}
+
+/** A port nobody listens on, below the ephemeral range so that no outgoing connection takes it
+ *  before wrangler binds it. Another listener can still appear: launchWrangler retries then. */
+export async function freePort() {
+  const top = Math.min(ephemeralRange().low, 65536) - 1;
+  for (;;) {
+    const port = 20000 + Math.floor(Math.random() * (top - 20000));
+    const free = await new Promise((res) => {
+      const srv = createServer();
+      srv.once("error", () => res(false));
+      srv.listen(port, "127.0.0.1", () => srv.close(() => res(true)));
     });
-  });
+    if (free) return port;
+  }
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -81,7 +96,21 @@ export async function startServer({ persist = tempDir("persist-"), vars = {}, ap
  * Returns { url, wsUrl, persist, output(), directUrl(), stop({ crash }) }.
  */
 export async function launchWrangler(configFile, { persist = tempDir("persist-"), log = false, port } = {}) {
-  port ??= await freePort();
+  // A port taken between our check and wrangler's bind (another server on a shared machine) ends
+  // wrangler at once; try other ports, or the same one a little later when the caller chose it.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchWranglerOnce(configFile, { persist, log, port: port ?? (await freePort()) });
+    } catch (error) {
+      if (!(error instanceof PortTaken) || attempt === 5) throw error;
+      if (port != null) await sleep(1_000);
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function launchWranglerOnce(configFile, { persist, log, port }) {
   const inspector = await freePort();
   const wrangler = join(ROOT, "node_modules", "wrangler", "bin", "wrangler.js");
   const child = spawn(
@@ -105,16 +134,22 @@ export async function launchWrangler(configFile, { persist = tempDir("persist-")
   let exited = false;
   child.on("exit", () => { exited = true; });
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  // Generous: wrangler and workerd start slowly on a loaded 2-core machine.
+  const deadline = Date.now() + 120_000;
   for (;;) {
-    if (exited) throw new Error(`wrangler dev exited before serving:\n${output}`);
+    if (exited) {
+      const message = `wrangler dev exited before serving:\n${output}`;
+      throw /Address already in use/.test(output) ? new PortTaken(message) : new Error(message);
+    }
     if (Date.now() > deadline) {
-      killGroup(child);
-      throw new Error(`wrangler dev did not serve ${url} within 60 s:\n${output}`);
+      killGroup(child, "SIGKILL");
+      throw new Error(`wrangler dev did not serve ${url} within 120 s:\n${output}`);
     }
     try {
-      const res = await fetch(`${url}/health`);
-      if (res.ok) break;
+      // Bounded: a stranger on the port that accepts and never answers must not hang the loop.
+      const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
+      // Only our own wrangler's answer counts; another server on the port means wrangler will exit.
+      if (res.ok && listenersOf(child.pid).includes(port)) break;
     } catch {}
     await sleep(150);
   }
@@ -141,20 +176,7 @@ export async function launchWrangler(configFile, { persist = tempDir("persist-")
 /** The entry socket of the workerd that runs the Worker itself: a descendant of wrangler, other
  *  than the proxy's public port, that answers `/health`. */
 async function workerdBehind(rootPid, publicPort) {
-  const children = new Map();
-  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
-    try {
-      const parent = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[1];
-      children.set(parent, [...(children.get(parent) ?? []), pid]);
-    } catch {}
-  }
-  const family = [];
-  const walk = (pid) => (children.get(String(pid)) ?? []).forEach((child) => { family.push(child); walk(child); });
-  walk(rootPid);
-  const ports = execFileSync("ss", ["-ltnpH"]).toString().split("\n")
-    .filter((line) => family.some((pid) => line.includes(`pid=${pid},`)))
-    .map((line) => Number(line.trim().split(/\s+/)[3].split(":").pop()))
-    .filter((port) => port !== publicPort);
+  const ports = listenersOf(rootPid).filter((port) => port !== publicPort);
   for (const port of ports) {
     try {
       const res = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1_000) });
@@ -162,6 +184,23 @@ async function workerdBehind(rootPid, publicPort) {
     } catch {}
   }
   throw new Error("could not find the workerd behind wrangler dev's proxy");
+}
+
+/** The TCP ports that a process or any of its descendants listen on. */
+function listenersOf(rootPid) {
+  const children = new Map();
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    try {
+      const parent = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1].split(" ")[1];
+      children.set(parent, [...(children.get(parent) ?? []), pid]);
+    } catch {}
+  }
+  const family = [String(rootPid)];
+  const walk = (pid) => (children.get(String(pid)) ?? []).forEach((child) => { family.push(child); walk(child); });
+  walk(rootPid);
+  return execFileSync("ss", ["-ltnpH"]).toString().split("\n")
+    .filter((line) => family.some((pid) => line.includes(`pid=${pid},`)))
+    .map((line) => Number(line.trim().split(/\s+/)[3].split(":").pop()));
 }
 
 /** The pid of the workerd that runs the Worker: the process listening on its direct port. */
