@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::frames::{self, Incoming};
 use crate::http::Http;
 use durable_stream_protocol::token::{TOKEN_EXPIRED_CLOSE_CODE, TOKEN_REVOKED_CLOSE_CODE};
+use durable_stream_protocol::Seq;
 use futures_util::StreamExt;
 use reqwest::Url;
 use std::time::Duration;
@@ -51,6 +52,18 @@ pub enum ConnectionEvent {
         attempt: u32,
         /// How long the client waits before this attempt.
         delay: Duration,
+    },
+    /// An administrator reset the durable consumer of a subscription to `subject` (see
+    /// PROTOCOL.md, "Resets under a live subscription"): the subscription forgets what it received
+    /// after `acked` and not yet yielded, and yields every message after `acked` again (once more
+    /// for a rewind) as the server delivers it.
+    ConsumerReset {
+        /// The subject the subscription is for.
+        subject: String,
+        /// The consumer's name.
+        consumer: String,
+        /// The consumer's new position: delivery goes on at `acked + 1`.
+        acked: Seq,
     },
     /// A token refresh failed: the [token provider](crate::ClientBuilder::token_provider) failed
     /// (`subject` is `None`; it is asked again shortly), or the server refused the new token on

@@ -29,6 +29,8 @@ pub(crate) enum Incoming {
     Messages(Vec<Received>),
     /// The server gave up redelivering everything up to `last`.
     Skipped { last: Seq },
+    /// An administrator reset the subscription's consumer to `acked`: delivery goes on after it.
+    Reset { consumer: String, acked: Seq },
     /// An op this client does not know (from a newer server).
     Other,
 }
@@ -108,6 +110,10 @@ pub(crate) fn decode(text: &str) -> Result<Incoming> {
         }
         "msgs" => return messages_frame(text),
         "skipped" => Incoming::Skipped { last: field(&fields, "last").map_err(|e| bad_frame(text, &e))? },
+        "reset" => Incoming::Reset {
+            consumer: field(&fields, "consumer").map_err(|e| bad_frame(text, &e))?,
+            acked: field(&fields, "acked").map_err(|e| bad_frame(text, &e))?,
+        },
         _ => Incoming::Other,
     };
     Ok(incoming)
@@ -272,6 +278,8 @@ mod tests {
 
         assert!(matches!(decode(r#"{"op":"hello","subject":"s","last":0,"epoch":"e"}"#), Ok(Incoming::Hello { epoch }) if epoch == "e"));
         assert!(matches!(decode(r#"{"op":"skipped","first":3,"last":5}"#), Ok(Incoming::Skipped { last: 5 })));
+        assert!(matches!(decode(r#"{"op":"reset","consumer":"billing","acked":30}"#), Ok(Incoming::Reset { consumer, acked: 30 }) if consumer == "billing"));
+        assert!(matches!(decode(r#"{"op":"reset","consumer":"billing"}"#), Err(Error::InvalidResponse(_))));
         assert!(matches!(decode(r#"{"op":"future","x":1}"#), Ok(Incoming::Other)));
     }
 

@@ -290,6 +290,19 @@ impl Progress {
         self.pass_undecodable();
     }
 
+    /// The server reset the subscription's consumer to `acked`: that is the position now, in
+    /// either direction. What was received and not yet yielded belongs to the old position and
+    /// is dropped (a new generation); every sequence after `acked` is yielded again as the
+    /// server delivers it. Returns the new generation.
+    pub fn reset(&mut self, acked: Seq) -> u64 {
+        self.positioned = true;
+        self.acked = acked;
+        self.yielded = acked;
+        self.undecodable.clear();
+        self.generation += 1;
+        self.generation
+    }
+
     /// Checks the epoch a connection reports against the one seen before. On a change,
     /// either fails or starts over from the first message of the new epoch.
     pub fn check_epoch(&mut self, epoch: &str, reaction: OnEpochChange) -> Result<()> {
@@ -364,7 +377,9 @@ enum Delivery {
 /// A live subscription: a [`Stream`] of [`Message`]s.
 ///
 /// It reconnects on its own after disconnects (with the client's backoff) and resumes after
-/// the last consumed message, yielding each sequence once (manual-mode redeliveries aside). The
+/// the last consumed message, yielding each sequence once (manual-mode redeliveries aside, and
+/// the messages after a durable consumer's new position when an administrator resets it: see
+/// [`ConnectionEvent::ConsumerReset`]). The
 /// stream yields an error and ends when the server refuses the subscription, when reconnecting
 /// gives up (see [`Backoff::max_attempts`](crate::Backoff::max_attempts)), or on an epoch change
 /// with [`OnEpochChange::Error`].
@@ -683,7 +698,7 @@ impl Subscriber {
     /// Delivers messages, sends acks and refreshed tokens until the connection ends or the
     /// application stops.
     async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<Received>, tokens: &mut TokenWatch) -> Ended {
-        let generation = self.shared.progress().generation;
+        let mut generation = self.shared.progress().generation;
         if !early.is_empty() {
             acks.received(&early);
             if self.deliver(Delivery::Messages { generation, messages: early }).await.is_err() {
@@ -721,6 +736,13 @@ impl Subscriber {
                                 if self.deliver(Delivery::Skipped { generation, last }).await.is_err() {
                                     return Ended::Stopped;
                                 }
+                                None
+                            }
+                            // The server's position for the consumer is `acked` now; so is ours.
+                            Ok(Incoming::Reset { consumer, acked }) => {
+                                generation = self.shared.progress().reset(acked);
+                                acks.reset(acked);
+                                self.settings.emit(ConnectionEvent::ConsumerReset { subject: self.subject.clone(), consumer, acked });
                                 None
                             }
                             // The socket keeps its current token until that expires.
@@ -788,6 +810,14 @@ struct AckSender {
 impl AckSender {
     fn new(position: Seq, window: u32, delay: Duration) -> Self {
         AckSender { received: position, sent: position, batch: u64::from(window / 2).max(1), delay, due: None }
+    }
+
+    /// The consumer was reset to `acked`: the server holds that position, and nothing after it
+    /// was delivered on the new one yet.
+    fn reset(&mut self, acked: Seq) {
+        self.received = acked;
+        self.sent = acked;
+        self.due = None;
     }
 
     fn received(&mut self, messages: &[Received]) {
@@ -868,6 +898,75 @@ mod tests {
         assert_eq!(ack["op"], "ack", "{ack}");
         let seq = ack["seq"].as_u64().unwrap();
         assert!((500..=600).contains(&seq), "acked {seq} after 600 of 1000 consumed");
+    }
+
+    /// A consumer reset under a live subscription: the subscription takes the server's new
+    /// position, yields the rewound messages again and acknowledges them again.
+    #[tokio::test]
+    async fn a_consumer_reset_rewinds_the_subscription_and_its_acks() {
+        use crate::fake_server::{read_frame, send_frame, FakeServer};
+        let (server, settings) = FakeServer::start(Duration::from_secs(30)).await;
+        let mut events = settings.events.subscribe();
+        let messages = |seqs: std::ops::RangeInclusive<Seq>| {
+            let messages: Vec<Value> = seqs.map(|seq| json!({ "seq": seq, "ts": 0, "data": seq })).collect();
+            json!({ "op": "msgs", "messages": messages })
+        };
+        let options = SubscribeOptions::default().consumer("billing");
+        let (subscription, socket) = tokio::join!(subscribe(settings, "s", options), async {
+            let mut socket = server.accept().await;
+            let sub = read_frame(&mut socket).await;
+            assert_eq!(sub["consumer"], "billing");
+            send_frame(&mut socket, json!({ "op": "ok", "id": sub["id"], "from": 1 })).await;
+            send_frame(&mut socket, messages(1..=5)).await;
+            socket
+        });
+        let (mut subscription, mut socket) = (subscription.unwrap(), socket);
+        let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+        let mut next = async |count: usize| {
+            let mut got = Vec::new();
+            for _ in 0..count {
+                got.push(tokio::time::timeout(Duration::from_secs(20), subscription.next()).await.unwrap().unwrap().unwrap());
+            }
+            got
+        };
+        assert_eq!(seqs(next(5).await), [1, 2, 3, 4, 5]);
+        let ack = tokio::time::timeout(Duration::from_secs(20), read_frame(&mut socket)).await.expect("an ack within 20 s");
+        assert_eq!(ack, json!({ "op": "ack", "seq": 5 }));
+
+        // Moved back to 2: messages 3 to 5 come again, are yielded again and acknowledged again.
+        send_frame(&mut socket, json!({ "op": "reset", "consumer": "billing", "acked": 2 })).await;
+        send_frame(&mut socket, messages(3..=5)).await;
+        assert_eq!(seqs(next(3).await), [3, 4, 5]);
+        let ack = tokio::time::timeout(Duration::from_secs(20), read_frame(&mut socket)).await.expect("an ack within 20 s");
+        assert_eq!(ack, json!({ "op": "ack", "seq": 5 }));
+        loop {
+            match events.recv().await.unwrap() {
+                ConnectionEvent::ConsumerReset { subject, consumer, acked } => {
+                    assert_eq!((subject.as_str(), consumer.as_str(), acked), ("s", "billing", 2));
+                    break;
+                }
+                _ => continue,
+            }
+        }
+    }
+
+    #[test]
+    fn a_reset_moves_the_position_either_way_and_drops_the_old_generation() {
+        let mut p = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
+        p.subscribed(1);
+        for seq in 1..=6 {
+            p.admit(seq, false);
+        }
+        assert!(p.acknowledge(4));
+        let generation = p.reset(2);
+        assert_eq!(generation, p.generation);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(3)));
+        assert_eq!(p.admit(3, false), Some(false), "rewound: yielded again, as a new delivery");
+        let generation = p.reset(10);
+        assert_eq!(p.resume_from(), Some(StartPosition::Seq(11)));
+        assert_eq!(p.admit(9, false), None, "moved ahead: what lies before the position is not yielded");
+        assert_eq!(p.admit(11, false), Some(false));
+        assert_eq!(generation, p.generation);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use durable_stream_client::{Client, ListFiles, UnfinishedUpload};
 use support::mock::{refusing_url, PartialBody};
 use support::{unique_subject, Server, API_KEY};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::process::Command;
+use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
 fn dstream(server: &Server, args: &[&str]) -> Command {
     dstream_at(&server.url(), args)
@@ -45,6 +45,16 @@ async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "gave up waiting: {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+type Lines<R> = tokio::io::Lines<tokio::io::BufReader<R>>;
+
+/// Starts `dstream ARGS`, reading its standard output and error line by line.
+fn spawn_reading(server: &Server, args: &[&str]) -> (Child, Lines<ChildStdout>, Lines<ChildStderr>) {
+    let mut child = dstream(server, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let stderr = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    (child, stdout, stderr)
 }
 
 async fn run(server: &Server, args: &[&str]) -> Output {
@@ -416,17 +426,10 @@ async fn bench_prints_a_markdown_table() {
 
 #[tokio::test]
 async fn sub_says_when_it_lost_the_server_and_goes_on_when_it_is_back() {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut server = Server::start().await;
     let subject = unique_subject("cli-outage");
     ok(&server, &["pub", &subject, "1"]).await;
-    let mut child = dstream(&server, &["sub", &subject, "--from", "first", "--count", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap()).lines();
+    let (mut child, mut stdout, mut stderr) = spawn_reading(&server, &["sub", &subject, "--from", "first", "--count", "2"]);
     let patience = Duration::from_secs(60);
     let first = tokio::time::timeout(patience, stdout.next_line()).await.expect("the first message in time");
     assert_eq!(first.unwrap().as_deref(), Some("#1 1"));
@@ -444,6 +447,34 @@ async fn sub_says_when_it_lost_the_server_and_goes_on_when_it_is_back() {
         notices.push(line);
     }
     assert_eq!(notices.last().map(String::as_str), Some("dstream: reconnected"), "{notices:?}");
+    assert!(child.wait().await.unwrap().success());
+}
+
+#[tokio::test]
+async fn sub_says_when_its_consumer_was_reset_and_prints_the_rewound_messages() {
+    let server = Server::start().await;
+    let subject = unique_subject("cli-reset");
+    ok(&server, &["pub", &subject, "1"]).await;
+    ok(&server, &["pub", &subject, "2"]).await;
+    let (mut child, mut stdout, mut stderr) =
+        spawn_reading(&server, &["sub", &subject, "--consumer", "audit", "--from", "first", "--count", "4"]);
+    let patience = Duration::from_secs(60);
+    let mut line = async || tokio::time::timeout(patience, stdout.next_line()).await.expect("a message in time").unwrap();
+    assert_eq!(line().await.as_deref(), Some("#1 1"));
+    assert_eq!(line().await.as_deref(), Some("#2 2"));
+
+    let reset = reqwest::Client::new()
+        .put(format!("{}/v1/stream/{subject}/consumers/audit", server.url()))
+        .bearer_auth(API_KEY)
+        .json(&serde_json::json!({ "acked": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reset.status(), 200);
+    assert_eq!(line().await.as_deref(), Some("#1 1"), "moved back to 0: the messages come again");
+    assert_eq!(line().await.as_deref(), Some("#2 2"));
+    let notice = tokio::time::timeout(patience, stderr.next_line()).await.expect("a notice in time").unwrap().unwrap();
+    assert_eq!(notice, r#"dstream: consumer "audit" was reset to 0; the messages after it follow (again, if it was moved back)"#);
     assert!(child.wait().await.unwrap().success());
 }
 

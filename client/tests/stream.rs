@@ -288,6 +288,52 @@ async fn durable_consumer_resumes_from_its_server_side_position() {
     assert_eq!(next(&mut sub).await.seq, 5);
 }
 
+/// An administrator moves a consumer back while its subscriber is connected: the subscription
+/// yields the rewound messages again, and its acks after the reset are the consumer's position.
+#[tokio::test]
+async fn a_consumer_reset_under_a_live_subscription_rewinds_it() {
+    let server = Server::start().await;
+    let client = client(&server).await;
+    let mut events = client.events();
+    let subject = unique_subject("reset");
+    client.publish_batch(&subject, 1..=5).await.unwrap();
+    let options = SubscribeOptions::default().consumer("billing").ack(AckMode::Manual).start(StartPosition::First);
+    let mut sub = client.subscribe(&subject, options).await.unwrap();
+    let seqs = |messages: &[Message]| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
+    assert_eq!(seqs(&collect(&mut sub, 5).await), [1, 2, 3, 4, 5]);
+
+    let consumer_url = format!("{}/v1/stream/{subject}/consumers/billing", server.url());
+    let http = reqwest::Client::new();
+    let reset = http.put(&consumer_url).bearer_auth(API_KEY).json(&json!({ "acked": 2 })).send().await.unwrap();
+    assert_eq!(reset.status(), 200, "{}", reset.text().await.unwrap());
+    let again = collect(&mut sub, 3).await;
+    assert_eq!(seqs(&again), [3, 4, 5]);
+    assert!(again.iter().all(|m| !m.redelivered), "after a reset they are ordinary deliveries");
+    again[2].ack();
+    client.publish(&subject, 6).await.unwrap();
+    assert_eq!(next(&mut sub).await.seq, 6);
+    let reported = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let ConnectionEvent::ConsumerReset { consumer, acked, .. } = events.recv().await.unwrap() {
+                return (consumer, acked);
+            }
+        }
+    });
+    assert_eq!(reported.await.expect("a ConsumerReset event"), ("billing".to_string(), 2));
+
+    sub.close().await.unwrap();
+    let list: Value = http
+        .get(format!("{}/v1/stream/{subject}/consumers", server.url()))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["consumers"][0]["acked"], 5, "{list}");
+}
+
 #[tokio::test]
 async fn cursor_file_resumes_a_new_client_where_the_old_one_stopped() {
     let server = Server::start().await;

@@ -716,6 +716,9 @@ fn report_connection(event: ConnectionEvent, reason: &mut Option<String>) {
             eprintln!("dstream: {why}; reconnecting in {:.1} s (attempt {attempt})", delay.as_secs_f64());
         }
         ConnectionEvent::Connected { .. } if reason.take().is_some() => eprintln!("dstream: reconnected"),
+        ConnectionEvent::ConsumerReset { consumer, acked, .. } => {
+            eprintln!("dstream: consumer {consumer:?} was reset to {acked}; the messages after it follow (again, if it was moved back)");
+        }
         _ => {}
     }
 }
