@@ -3,7 +3,8 @@
 //! Every frame is an event for the subject's Durable Object, which runs one event at a time, so
 //! a hundred tasks each publishing one message cost a hundred events; coalesced, they cost one.
 //! A per-subject task collects the publishes that arrive while it lingers (at most
-//! [`AutoBatch::linger`]) or until a count or size bound is reached, then sends them as one `pub`
+//! [`AutoBatch::linger`], and only while an earlier frame is unanswered) or until a count or size
+//! bound is reached, then sends them as one `pub`
 //! with a `batch` whose entries keep their own `msgIds`. The server answers every entry's sequence,
 //! so each caller gets its own; a batch resent after a reconnect is deduplicated entry by entry,
 //! so each message is stored once. Batches go out in the order their publishes arrived, on the
@@ -15,14 +16,18 @@ use crate::error::{Error, Result};
 use crate::requests::{RequestConnection, Resend};
 use durable_stream_protocol::Seq;
 use serde_json::{Map, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// How [`Client::publish`](crate::Client::publish) coalesces concurrent publishes to a subject
 /// into batch frames ([`ClientBuilder::auto_batch`](crate::ClientBuilder::auto_batch)).
 ///
-/// On by default: a publish waits at most 1 ms for others to join it, and a batch holds at most
-/// 100 messages and about 256 KiB. Conditional publishes
+/// On by default. A publish made while nothing published to the subject is unanswered goes out
+/// at once (with any publishes already queued), so a task publishing one message after another
+/// never waits; while a frame is unanswered, a publish waits at most 1 ms for others to join it.
+/// A batch holds at most 100 messages and about 256 KiB. Conditional publishes
 /// ([`PublishOptions::expect_last_seq`](crate::PublishOptions::expect_last_seq)) and explicit
 /// batches are never coalesced.
 ///
@@ -53,8 +58,8 @@ impl AutoBatch {
         AutoBatch { enabled: false, ..AutoBatch::default() }
     }
 
-    /// How long the first publish of a batch waits for others (default 1 ms). Zero still
-    /// coalesces the publishes already waiting.
+    /// How long the first publish of a batch waits for others while an earlier frame is
+    /// unanswered (default 1 ms). Zero still coalesces the publishes already waiting.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.linger = linger;
         self
@@ -119,7 +124,13 @@ impl Batcher {
 }
 
 /// Collects publishes into batches until every handle is gone.
+///
+/// A publish lingers for company only while an earlier frame of this task is unanswered: then
+/// the others are on their way (many tasks publishing), and the reply takes about as long as
+/// the linger anyway. With nothing in flight it goes out at once with whatever is already
+/// queued, so one task publishing one message after another never waits for a timer.
 async fn run(mut inbox: mpsc::UnboundedReceiver<Queued>, connection: RequestConnection, settings: AutoBatch) {
+    let unanswered = Arc::new(AtomicUsize::new(0));
     let mut carried = None;
     loop {
         let first = match carried.take() {
@@ -129,41 +140,92 @@ async fn run(mut inbox: mpsc::UnboundedReceiver<Queued>, connection: RequestConn
                 None => return,
             },
         };
-        let mut bytes = first.size;
-        let mut batch = vec![first];
-        let linger = tokio::time::sleep(settings.linger);
-        tokio::pin!(linger);
-        while batch.len() < settings.max_messages && bytes < settings.max_bytes {
-            tokio::select! {
-                // Publishes already waiting join before the linger can end the batch.
-                biased;
-                next = inbox.recv() => match next {
-                    Some(next) if bytes + next.size > settings.max_bytes => {
-                        carried = Some(next);
-                        break;
-                    }
-                    Some(next) => {
-                        bytes += next.size;
-                        batch.push(next);
-                    }
-                    None => break,
-                },
-                _ = &mut linger => break,
+        let mut batch = Batch::new(first, &settings);
+        if unanswered.load(Ordering::Acquire) == 0 {
+            while !batch.is_full() {
+                let Ok(next) = inbox.try_recv() else { break };
+                if let Some(refused) = batch.add(next) {
+                    carried = Some(refused);
+                    break;
+                }
+            }
+        } else {
+            let linger = tokio::time::sleep(settings.linger);
+            tokio::pin!(linger);
+            while !batch.is_full() {
+                tokio::select! {
+                    // Publishes already waiting join before the linger can end the batch.
+                    biased;
+                    next = inbox.recv() => match next {
+                        Some(next) => {
+                            if let Some(refused) = batch.add(next) {
+                                carried = Some(refused);
+                                break;
+                            }
+                        }
+                        None => break,
+                    },
+                    _ = &mut linger => break,
+                }
             }
         }
-        send(&connection, batch);
+        send(&connection, batch.publishes, InFlight::start(&unanswered));
+    }
+}
+
+/// The publishes of the batch being collected, within the count and size bounds.
+struct Batch<'a> {
+    publishes: Vec<Queued>,
+    bytes: usize,
+    settings: &'a AutoBatch,
+}
+
+impl<'a> Batch<'a> {
+    fn new(first: Queued, settings: &'a AutoBatch) -> Self {
+        Batch { bytes: first.size, publishes: vec![first], settings }
+    }
+
+    fn is_full(&self) -> bool {
+        self.publishes.len() >= self.settings.max_messages || self.bytes >= self.settings.max_bytes
+    }
+
+    /// Adds `next`, or hands it back (to start the next batch) when it does not fit.
+    fn add(&mut self, next: Queued) -> Option<Queued> {
+        if self.bytes + next.size > self.settings.max_bytes {
+            return Some(next);
+        }
+        self.bytes += next.size;
+        self.publishes.push(next);
+        None
+    }
+}
+
+/// A frame sent and not answered yet, counted in the batching task's `unanswered` until dropped.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn start(unanswered: &Arc<AtomicUsize>) -> Self {
+        unanswered.fetch_add(1, Ordering::AcqRel);
+        InFlight(unanswered.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 /// Sends one batch (a lone message as a single publish) and answers its publishes when the
 /// reply comes; the frame is queued on the connection before this returns, so batches keep
 /// their order.
-fn send(connection: &RequestConnection, mut batch: Vec<Queued>) {
+fn send(connection: &RequestConnection, mut batch: Vec<Queued>, in_flight: InFlight) {
     if batch.len() == 1 {
         let one = batch.pop().expect("one publish");
         let reply = connection.submit(single_frame(&one), Resend::Safe);
         tokio::spawn(async move {
             let seq = reply.await.and_then(|reply| field(&reply, "seq"));
+            drop(in_flight);
             let _ = one.reply.send(seq);
         });
         return;
@@ -171,7 +233,9 @@ fn send(connection: &RequestConnection, mut batch: Vec<Queued>) {
     let reply = connection.submit(batch_frame(&batch), Resend::Safe);
     let connection = connection.clone();
     tokio::spawn(async move {
-        match reply.await.and_then(|reply| entry_seqs(&reply, batch.len())) {
+        let answered = reply.await.and_then(|reply| entry_seqs(&reply, batch.len()));
+        drop(in_flight);
+        match answered {
             Ok(seqs) => {
                 for (queued, seq) in batch.into_iter().zip(seqs) {
                     let _ = queued.reply.send(Ok(seq));
@@ -233,7 +297,9 @@ mod tests {
     use crate::fake_server::{read_frame, send_frame, FakeServer};
     use serde_json::json;
 
-    /// Batches flushed by their bounds only, so no test depends on the linger's timing.
+    /// Batches flushed by their bounds only, so no test depends on the linger's timing. (The
+    /// first batch, with nothing in flight, takes what is queued when the batching task runs: in
+    /// the tests' single-threaded runtime, every publish spawned before the test first waits.)
     fn bounded(max_messages: usize) -> AutoBatch {
         AutoBatch::default().linger(Duration::from_secs(600)).max_messages(max_messages)
     }
@@ -278,6 +344,32 @@ mod tests {
         assert_eq!(frame, json!({ "op": "pub", "id": frame["id"], "data": 7, "msgId": "id-7", "headers": {"a": "b"} }));
         send_frame(&mut socket, json!({ "op": "ok", "id": frame["id"], "seq": 1 })).await;
         assert_eq!(call.await.unwrap().unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_publish_with_nothing_in_flight_goes_out_at_once_and_the_next_ones_wait_for_company() {
+        let (server, batcher) = batcher(bounded(3)).await;
+        let alone = publish(&batcher, 0, Value::Null);
+        let mut socket = server.accept().await;
+        // The linger is 600 s: only "nothing in flight" can have sent it.
+        let first = tokio::time::timeout(Duration::from_secs(20), read_frame(&mut socket)).await.expect("sent without the linger");
+        assert_eq!(first["data"], 0, "{first}");
+        // While it is unanswered, one publish after another waits for the others.
+        let calls: Vec<_> = (1..=3).map(|n| publish(&batcher, n, Value::Null)).collect();
+        let batch = read_frame(&mut socket).await;
+        assert_eq!(batch["batch"], json!([1, 2, 3]), "{batch}");
+        send_frame(&mut socket, json!({ "op": "ok", "id": first["id"], "seq": 1 })).await;
+        send_frame(&mut socket, json!({ "op": "ok", "id": batch["id"], "seqs": [2, 3, 4], "duplicates": [] })).await;
+        assert_eq!(alone.await.unwrap().unwrap(), 1);
+        for (n, call) in calls.into_iter().enumerate() {
+            assert_eq!(call.await.unwrap().unwrap(), n as u64 + 2);
+        }
+        // Everything answered: the next publish goes out at once again.
+        let again = publish(&batcher, 4, Value::Null);
+        let frame = read_frame(&mut socket).await;
+        assert_eq!(frame["data"], 4, "{frame}");
+        send_frame(&mut socket, json!({ "op": "ok", "id": frame["id"], "seq": 5 })).await;
+        assert_eq!(again.await.unwrap().unwrap(), 5);
     }
 
     #[tokio::test]
