@@ -56,8 +56,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# The tests' port picker: below the ephemeral range, so no outgoing connection takes the port
+# before wrangler binds it.
 free_port() {
-  "$NODE" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'
+  "$NODE" --input-type=module -e 'import { freePort } from "./miniflare-tests/server.mjs"; console.log(await freePort());'
 }
 
 echo "== starting our Worker" >&2
