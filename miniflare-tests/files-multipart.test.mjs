@@ -241,6 +241,36 @@ describe("uploads in parts", () => {
     await assertError(await files("/parts/aborted.bin"), 404, "not_found");
   });
 
+  test("an upload R2 has forgotten (its 7-day lifecycle rule) is forgotten here too, with what to do next", async () => {
+    // The test build's /test/r2-abort aborts in R2 alone, as the bucket's lifecycle rule does.
+    const forget = async (upload, key) => {
+      const res = await fetch(`${server.url}/test/r2-abort/${upload.uploadId}/${key}`);
+      assert.equal(res.status, 204, "the test build has /test/r2-abort (DSTREAM_TEST_FEATURES=test-hooks)");
+    };
+    const gone = /no longer exists in R2 .*7 days.*start a new upload/;
+
+    const partly = await createUpload(server, "parts/expired.bin");
+    await putPart(server, partly, 1, slice(1));
+    await forget(partly, "parts/expired.bin");
+    await assertError(await files(partly.at("&partNumber=2"), { method: "PUT", body: slice(2) }), 404, "not_found", gone);
+    assert.deepEqual(await unfinished(server, "parts/expired"), [], "no longer listed");
+    await assertError(await files(partly.at()), 404, "not_found");
+
+    const whole = await createUpload(server, "parts/expired-whole.bin");
+    const only = await putPart(server, whole, 1, seededBytes(100, 5));
+    await forget(whole, "parts/expired-whole.bin");
+    await assertError(await complete(server, whole, [only]), 404, "not_found", gone);
+    assert.deepEqual(await unfinished(server, "parts/expired-whole"), []);
+    await assertError(await files("/parts/expired-whole.bin"), 404, "not_found");
+
+    // Aborting one R2 dropped already ends it here as well.
+    const dropped = await createUpload(server, "parts/expired-abort.bin");
+    await putPart(server, dropped, 1, seededBytes(10, 6));
+    await forget(dropped, "parts/expired-abort.bin");
+    assert.equal((await files(dropped.at(), { method: "DELETE" })).status, 204);
+    assert.deepEqual(await unfinished(server, "parts/expired-abort"), []);
+  });
+
   test("wrong part sizes, unknown ids and bad part lists get clear errors", async () => {
     const upload = await createUpload(server, "parts/errors.bin");
     const one = await putPart(server, upload, 1, slice(1));

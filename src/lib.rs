@@ -141,11 +141,15 @@ pub(crate) async fn forward_to_subject(req: &Request, env: &Env, subject: &str, 
 }
 
 /// Test builds only: `/test/panic` panics in the Worker; `/test/panic/{subject}` panics in that
-/// subject's Durable Object and `/test/evict/{subject}` makes it forget its memory.
+/// subject's Durable Object and `/test/evict/{subject}` makes it forget its memory;
+/// `/test/r2-abort/{uploadId}/{key}` aborts an upload in R2 alone, as R2's lifecycle rule does.
 #[cfg(feature = "test-hooks")]
 async fn test_hook(hook: &str, env: &Env) -> Result<Response, http::Failure> {
     if hook == "panic" {
         panic!("panic requested by a test");
+    }
+    if let Some(upload) = hook.strip_prefix("r2-abort/") {
+        return files::abort_in_r2_only(env, upload).await;
     }
     let Some((hook @ ("panic" | "evict"), subject)) = hook.split_once('/') else {
         return Err(ProtocolError::not_found(format!("no test hook {hook:?}")).into());

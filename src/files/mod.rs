@@ -43,6 +43,16 @@ const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 /// How often a read starts over when the file is replaced between its metadata and its body.
 const READ_ATTEMPTS: usize = 3;
 
+/// Test builds only: aborts upload `{uploadId}/{key}` in R2 without telling the upload index,
+/// as R2's lifecycle rule does to an upload left unfinished for 7 days.
+#[cfg(feature = "test-hooks")]
+pub async fn abort_in_r2_only(env: &Env, upload: &str) -> Result<Response, Failure> {
+    let (upload_id, encoded_key) =
+        upload.split_once('/').ok_or_else(|| ProtocolError::bad_request("expected /test/r2-abort/{uploadId}/{key}"))?;
+    r2::abort(&env.bucket(BUCKET_BINDING)?, &key::parse_key(encoded_key)?, upload_id).await?;
+    Ok(Response::empty()?.with_status(204))
+}
+
 /// Serves the methods the Worker's route table (`routes.rs`) lets through: GET on the listing;
 /// GET, HEAD, PUT, POST and DELETE on a file and its subresources (`?uploads`, `?uploadId=…`,
 /// `?link`) — what the caller's credentials allow.

@@ -49,7 +49,10 @@ pub async fn upload_part(
     let upload = index.find(key, upload_id).await?;
     check_part(upload.part_size, part_number, length, limits.max_file_bytes)?;
     let body = req.inner().body().ok_or_else(|| ProtocolError::bad_request(format!("Content-Length is {length} but there is no body")))?;
-    let etag = r2::upload_part(bucket, key, upload_id, part_number, body.into()).await?;
+    let etag = match r2::upload_part(bucket, key, upload_id, part_number, body.into()).await {
+        Err(error) if r2::is_no_such_upload(&error) => return Err(gone(&index, key, upload_id).await),
+        outcome => outcome?,
+    };
     let part = UploadedPart { part_number, etag, size: length };
     index.record_part(key, upload_id, part.clone()).await?;
     let mut response = json_answer(200, &part)?;
@@ -78,6 +81,7 @@ pub async fn complete(
     let upload = index.get(key, upload_id).await?;
     check_completion(upload.part_size, &completion.parts, &upload.parts, limits.max_file_bytes)?;
     let object = match r2::complete(bucket, key, upload_id, &completion.parts).await {
+        Err(error) if r2::is_no_such_upload(&error) => return Err(gone(&index, key, upload_id).await),
         Err(error) if r2::is_invalid_part(&error) => {
             return Err(ProtocolError::bad_request(
                 "R2 does not hold one of these parts under the etag given (uploaded again since?): take the etags from the part listing (GET with ?uploadId=) and complete again, or upload that part again",
@@ -101,9 +105,25 @@ fn parse_completion(body: &[u8]) -> Result<Completion, ProtocolError> {
 pub async fn abort(env: &Env, bucket: &Bucket, key: &str, upload_id: &str) -> Result<Response, Failure> {
     let index = UploadIndex::open(env)?;
     index.find(key, upload_id).await?;
-    r2::abort(bucket, key, upload_id).await?;
+    match r2::abort(bucket, key, upload_id).await {
+        // Gone already, as the abort asked.
+        Err(error) if r2::is_no_such_upload(&error) => {}
+        outcome => outcome?,
+    }
     index.forget(key, upload_id).await?;
     Ok(Response::empty()?.with_status(204))
+}
+
+/// R2 no longer has an upload that the index still lists (it expired, or was aborted or
+/// completed outside this API): the index forgets it too, and the caller learns how to go on.
+async fn gone(index: &UploadIndex, key: &str, upload_id: &str) -> Failure {
+    if let Err(failure) = index.forget(key, upload_id).await {
+        return failure;
+    }
+    ProtocolError::not_found(format!(
+        "upload {upload_id:?} of {key:?} no longer exists in R2 (R2 aborts an unfinished upload after 7 days unless the bucket's lifecycle rules say otherwise): start a new upload (POST ?uploads) and send its parts again"
+    ))
+    .into()
 }
 
 /// `GET /v1/files?uploads[&prefix=&cursor=&limit=]`

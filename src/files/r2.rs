@@ -26,12 +26,25 @@ pub async fn upload_part(bucket: &Bucket, key: &str, upload_id: &str, part_numbe
     Ok(part.etag()?)
 }
 
+/// R2's error code for an upload it does not have (any more).
+const NO_SUCH_UPLOAD: u32 = 10024;
 /// R2's error code for a completion naming a part it does not hold under that etag.
-const INVALID_PART: &str = "(10025)";
+const INVALID_PART: u32 = 10025;
+
+/// Whether `error` is R2's error `code` (the binding puts it in the message, "… (10025)").
+fn has_code(error: &worker::Error, code: u32) -> bool {
+    error.to_string().contains(&format!("({code})"))
+}
+
+/// Whether R2 no longer has the upload: aborted, completed, or expired (a bucket's default
+/// lifecycle rule aborts an unfinished upload after 7 days).
+pub fn is_no_such_upload(error: &worker::Error) -> bool {
+    has_code(error, NO_SUCH_UPLOAD)
+}
 
 /// Whether R2 refused a completion because a part's etag is not that of the part it holds.
 pub fn is_invalid_part(error: &worker::Error) -> bool {
-    error.to_string().contains(INVALID_PART)
+    has_code(error, INVALID_PART)
 }
 
 /// Joins `parts` into the file (which replaces any file under `key`).
@@ -43,4 +56,19 @@ pub async fn complete(bucket: &Bucket, key: &str, upload_id: &str, parts: &[Part
 /// Drops the upload and every part stored for it.
 pub async fn abort(bucket: &Bucket, key: &str, upload_id: &str) -> Result<()> {
     bucket.resume_multipart_upload(key, upload_id)?.abort().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r2_refusals_are_told_apart_by_their_code() {
+        let gone = worker::Error::RustError("completeMultipartUpload: The specified multipart upload does not exist. (10024)".into());
+        let stale = worker::Error::RustError("completeMultipartUpload: One or more of the specified parts could not be found. (10025)".into());
+        let other = worker::Error::RustError("uploadPart: Internal error (10001), upload 10024".into());
+        assert!(is_no_such_upload(&gone) && !is_invalid_part(&gone));
+        assert!(is_invalid_part(&stale) && !is_no_such_upload(&stale));
+        assert!(!is_no_such_upload(&other) && !is_invalid_part(&other), "a code only in parentheses");
+    }
 }
