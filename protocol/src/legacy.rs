@@ -45,7 +45,8 @@ pub fn legacy_seq(seq: Seq) -> u64 {
 /// The native sequence a legacy number names; numbers at or below the base (and anything that is
 /// not a positive number) name nothing, 0. Fractions round down, so `> S` stays `> S`.
 pub fn native_seq(legacy: f64) -> Seq {
-    if !(legacy > BASE as f64) {
+    // NaN compares as nothing: it names nothing, like any number at or below the base.
+    if legacy.partial_cmp(&(BASE as f64)) != Some(std::cmp::Ordering::Greater) {
         return 0;
     }
     ((legacy - BASE as f64).floor() as Seq).min(MAX_SEQ)

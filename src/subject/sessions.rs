@@ -79,7 +79,7 @@ impl Session {
     pub fn save(&mut self) {
         let unchanged = match (&self.saved, &self.sub) {
             (Some(None), None) => true,
-            (Some(Some(saved)), Some(sub)) => !sub.needs_saving(saved) && !(self.legacy && sub.sent != saved.sent),
+            (Some(Some(saved)), Some(sub)) => !(sub.needs_saving(saved) || self.legacy && sub.sent != saved.sent),
             _ => false,
         };
         if unchanged {

@@ -84,6 +84,9 @@ pub fn keyed_batch_over_websocket(
     Ok(())
 }
 
+/// What a keyed batch appended: where, and the new entries (the ones to fan out).
+type StoredEntries<'a> = (Published, Vec<Draft<'a>>);
+
 /// Stores the entries of a keyed batch that are new, each with its own key in its row, in one
 /// append with contiguous sequences (one statement reads the keys, one frees the expired ones
 /// if any, one inserts). Returns every entry's outcome and, when something was stored, what and
@@ -94,7 +97,7 @@ fn store_keyed<'a>(
     msg_ids: &[Option<String>],
     expect_last_seq: Option<Seq>,
     now: u64,
-) -> std::result::Result<(Vec<EntryOutcome>, Option<(Published, Vec<Draft<'a>>)>), Failure> {
+) -> std::result::Result<(Vec<EntryOutcome>, Option<StoredEntries<'a>>), Failure> {
     let keys: Vec<&str> = msg_ids.iter().flatten().map(String::as_str).collect();
     let stored = core.store.key_records(&keys)?;
     let entries: Vec<KeyedEntry> = msg_ids
