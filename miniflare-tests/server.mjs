@@ -119,7 +119,10 @@ async function launchWranglerOnce(configFile, { persist, log, port }) {
       "--inspector-port", String(inspector), "--persist-to", persist, "--log-level", log ? "log" : "warn", "--show-interactive-dev-session=false"],
     {
       cwd: dirname(configFile),
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
+      // Without wrangler's local trace store (X_LOCAL_OBSERVABILITY), which records every event
+      // in SQLite: about half of workerd's CPU per event, growing as a server runs (bench/RESULTS.md,
+      // "Local observability"). No test reads it; set it to true to keep it.
+      env: { X_LOCAL_OBSERVABILITY: "false", ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     },
