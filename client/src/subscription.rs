@@ -156,7 +156,7 @@ struct Acker {
 impl Acker {
     fn ack(&self, seq: Seq) {
         let mut progress = self.shared.progress();
-        if progress.generation == self.generation && progress.acknowledge(seq) {
+        if progress.generation == self.generation && progress.acknowledge(seq) && progress.ack_wanted() {
             drop(progress);
             self.shared.ack_wakeup.notify_one();
         }
@@ -187,6 +187,11 @@ pub(crate) struct Progress {
     /// Manual mode: yielded messages that could not be decoded, so the application cannot
     /// acknowledge them; each counts as acknowledged once everything before it is.
     undecodable: BTreeSet<Seq>,
+    /// Whether the connection task's ack timer runs, and the position at which it sends an ack
+    /// at once (`AckSender`). Kept under the same lock as `acked`, so a move is never missed:
+    /// the task is woken for a move only when neither will send it.
+    ack_timer_armed: bool,
+    ack_send_at: Seq,
 }
 
 impl Progress {
@@ -201,6 +206,8 @@ impl Progress {
             generation: 0,
             saved: None,
             undecodable: BTreeSet::new(),
+            ack_timer_armed: false,
+            ack_send_at: 0,
         };
         if let Some(cursor) = cursor {
             progress.positioned = true;
@@ -246,6 +253,12 @@ impl Progress {
         } else {
             None
         }
+    }
+
+    /// Whether the connection task must be woken to send the position: its ack timer is not
+    /// running, or the position reached the point of sending at once.
+    fn ack_wanted(&self) -> bool {
+        !self.ack_timer_armed || self.acked >= self.ack_send_at
     }
 
     /// Applies a cumulative ack from the application; returns whether the position moved.
@@ -400,8 +413,6 @@ pub struct Subscription {
     shared: Arc<Shared>,
     deliveries: mpsc::Receiver<Delivery>,
     buffer: VecDeque<(u64, Received)>,
-    /// Messages that moved the position since the connection task was last told (`wake_acks`).
-    unannounced: u32,
     task: Option<JoinHandle<()>>,
 }
 
@@ -444,27 +455,13 @@ impl Subscription {
     }
 }
 
-impl Subscription {
-    /// Tells the connection task that the position moved, so that it sends an ack when one is
-    /// due: once the buffered frame is consumed, or every [`ACK_WAKE_EVERY`] messages within a
-    /// long one (so that an ack can go out while the rest of a window-sized frame is consumed).
-    /// Not per message: that is a wake-up across threads per message, for acks that are
-    /// combined anyway (`AckSender`).
-    fn wake_acks(&mut self, frame_consumed: bool) {
-        if self.unannounced > 0 && (frame_consumed || self.unannounced >= ACK_WAKE_EVERY) {
-            self.unannounced = 0;
-            self.shared.ack_wakeup.notify_one();
-        }
-    }
-}
-
 impl Stream for Subscription {
     type Item = Result<Message>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         loop {
             if let Some((generation, received)) = self.buffer.pop_front() {
-                let (admitted, ack_moved) = {
+                let (admitted, wake_acks) = {
                     let mut progress = self.shared.progress();
                     if progress.generation != generation {
                         continue;
@@ -475,15 +472,15 @@ impl Stream for Subscription {
                         (Some(_), Ok(_)) => progress.mode == AckMode::Auto,
                         (Some(_), Err(_)) => progress.mode == AckMode::Auto || progress.admitted_undecodable(received.seq),
                     };
-                    (admitted, ack_moved)
+                    // Not per message: a wake-up across threads for an ack that is combined anyway.
+                    (admitted, ack_moved && progress.ack_wanted())
                 };
-                self.unannounced += u32::from(ack_moved);
+                if wake_acks {
+                    self.shared.ack_wakeup.notify_one();
+                }
                 let Some(redelivered) = admitted else { continue };
-                let frame_consumed = self.buffer.is_empty();
-                self.wake_acks(frame_consumed);
                 return Poll::Ready(Some(self.to_message(generation, received, redelivered)));
             }
-            self.wake_acks(true);
             match self.deliveries.poll_recv(cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(None) => return Poll::Ready(None),
@@ -519,8 +516,6 @@ const SUB_ID: &str = "sub";
 const AUTH_ID: &str = "auth";
 /// How often a changed position is written to the cursor store.
 const CURSOR_SAVE_INTERVAL: Duration = Duration::from_secs(1);
-/// Most consumed messages the connection task is not told about (see `Subscription::wake_acks`).
-const ACK_WAKE_EVERY: u32 = 64;
 /// Frames buffered between the task and the stream.
 const DELIVERY_BUFFER: usize = 16;
 /// How long an ack may wait to be combined with later ones. Every ack is an event for the
@@ -582,7 +577,7 @@ pub(crate) async fn subscribe(settings: Arc<Settings>, subject: &str, options: S
     };
     let (socket, early, tokens) = subscriber.establish().await?;
     let task = tokio::spawn(subscriber.run(socket, early, tokens));
-    Ok(Subscription { subject: subject.to_owned(), shared, deliveries: receiver, buffer: VecDeque::new(), unannounced: 0, task: Some(task) })
+    Ok(Subscription { subject: subject.to_owned(), shared, deliveries: receiver, buffer: VecDeque::new(), task: Some(task) })
 }
 
 impl Subscriber {
@@ -699,6 +694,10 @@ impl Subscriber {
     /// application stops.
     async fn serve(&self, socket: &mut Socket, acks: &mut AckSender, early: Vec<Received>, tokens: &mut TokenWatch) -> Ended {
         let mut generation = self.shared.progress().generation;
+        // This connection's acks start with no timer running: say so before anything is consumed.
+        if let Err(e) = acks.flush(socket, &self.shared, Some(Instant::now())).await {
+            return Ended::Disconnected(e.to_string());
+        }
         if !early.is_empty() {
             acks.received(&early);
             if self.deliver(Delivery::Messages { generation, messages: early }).await.is_err() {
@@ -846,8 +845,14 @@ impl AckSender {
     }
 
     async fn flush(&mut self, socket: &mut Socket, shared: &Shared, now: Option<Instant>) -> Result<()> {
-        let acked = shared.progress().acked;
-        if let Some(seq) = self.next(acked, now) {
+        let next = {
+            let mut progress = shared.progress();
+            let next = self.next(progress.acked, now);
+            progress.ack_timer_armed = self.due.is_some();
+            progress.ack_send_at = self.sent + self.batch;
+            next
+        };
+        if let Some(seq) = next {
             socket.send(WsMessage::text(json!({ "op": "ack", "seq": seq }).to_string())).await?;
         }
         Ok(())
@@ -947,6 +952,36 @@ mod tests {
                 }
                 _ => continue,
             }
+        }
+    }
+
+    /// One message a frame, as live delivery sends them: the last ones consumed are acknowledged
+    /// by the ack timer, although consuming them does not wake the connection task each time.
+    #[tokio::test]
+    async fn messages_arriving_one_a_frame_are_acknowledged_after_a_quiet_moment() {
+        use crate::fake_server::{read_frame, send_frame, FakeServer};
+        let (server, settings) = FakeServer::start(Duration::from_secs(30)).await;
+        let options = SubscribeOptions::default().start(StartPosition::First).window(1000);
+        let (subscription, socket) = tokio::join!(subscribe(settings, "s", options), async {
+            let mut socket = server.accept().await;
+            let sub = read_frame(&mut socket).await;
+            send_frame(&mut socket, json!({ "op": "ok", "id": sub["id"], "from": 1 })).await;
+            socket
+        });
+        let (mut subscription, mut socket) = (subscription.unwrap(), socket);
+        for seq in 1..=5 {
+            send_frame(&mut socket, json!({ "op": "msg", "seq": seq, "ts": 0, "data": seq })).await;
+            let message = tokio::time::timeout(Duration::from_secs(20), subscription.next()).await.unwrap().unwrap().unwrap();
+            assert_eq!(message.seq, seq);
+        }
+        // Usually one ack for the five; a slow machine may see the timer fire in between.
+        let mut acked = 0;
+        while acked < 5 {
+            let ack = tokio::time::timeout(Duration::from_secs(20), read_frame(&mut socket)).await.expect("an ack within 20 s");
+            assert_eq!(ack["op"], "ack", "{ack}");
+            let seq = ack["seq"].as_u64().unwrap();
+            assert!(seq > acked && seq <= 5, "acks move forward within what was consumed: {seq} after {acked}");
+            acked = seq;
         }
     }
 
