@@ -881,21 +881,35 @@ mod tests {
     /// A frame as large as the window: an ack for what was consumed goes out while the rest of
     /// the frame is still buffered, so the server can send more before the application has
     /// taken the whole frame.
-    #[tokio::test]
-    async fn an_ack_goes_out_before_a_window_sized_frame_is_consumed() {
+    /// A subscription to a scripted server that answered its `sub` (shown to `check`) from 1.
+    async fn subscribed(
+        options: SubscribeOptions,
+        check: impl FnOnce(&Value),
+    ) -> (Subscription, crate::fake_server::ServerSocket, Arc<Settings>) {
         use crate::fake_server::{read_frame, send_frame, FakeServer};
         let (server, settings) = FakeServer::start(Duration::from_secs(30)).await;
-        let options = SubscribeOptions::default().start(StartPosition::First).window(1000);
-        let (subscription, socket) = tokio::join!(subscribe(settings, "s", options), async {
+        let (subscription, socket) = tokio::join!(subscribe(settings.clone(), "s", options), async {
             let mut socket = server.accept().await;
             let sub = read_frame(&mut socket).await;
-            assert_eq!(sub["window"], 1000);
+            check(&sub);
             send_frame(&mut socket, json!({ "op": "ok", "id": sub["id"], "from": 1 })).await;
-            let messages: Vec<Value> = (1..=1000).map(|seq| json!({ "seq": seq, "ts": 0, "data": seq })).collect();
-            send_frame(&mut socket, json!({ "op": "msgs", "messages": messages })).await;
             socket
         });
-        let (mut subscription, mut socket) = (subscription.unwrap(), socket);
+        (subscription.unwrap(), socket, settings)
+    }
+
+    /// A `msgs` frame of `seqs`, each message's data its sequence.
+    fn messages_frame(seqs: std::ops::RangeInclusive<Seq>) -> Value {
+        let messages: Vec<Value> = seqs.map(|seq| json!({ "seq": seq, "ts": 0, "data": seq })).collect();
+        json!({ "op": "msgs", "messages": messages })
+    }
+
+    #[tokio::test]
+    async fn an_ack_goes_out_before_a_window_sized_frame_is_consumed() {
+        use crate::fake_server::{read_frame, send_frame};
+        let options = SubscribeOptions::default().start(StartPosition::First).window(1000);
+        let (mut subscription, mut socket, _) = subscribed(options, |sub| assert_eq!(sub["window"], 1000)).await;
+        send_frame(&mut socket, messages_frame(1..=1000)).await;
         for _ in 0..600 {
             subscription.next().await.unwrap().unwrap();
         }
@@ -909,23 +923,11 @@ mod tests {
     /// position, yields the rewound messages again and acknowledges them again.
     #[tokio::test]
     async fn a_consumer_reset_rewinds_the_subscription_and_its_acks() {
-        use crate::fake_server::{read_frame, send_frame, FakeServer};
-        let (server, settings) = FakeServer::start(Duration::from_secs(30)).await;
-        let mut events = settings.events.subscribe();
-        let messages = |seqs: std::ops::RangeInclusive<Seq>| {
-            let messages: Vec<Value> = seqs.map(|seq| json!({ "seq": seq, "ts": 0, "data": seq })).collect();
-            json!({ "op": "msgs", "messages": messages })
-        };
+        use crate::fake_server::{read_frame, send_frame};
         let options = SubscribeOptions::default().consumer("billing");
-        let (subscription, socket) = tokio::join!(subscribe(settings, "s", options), async {
-            let mut socket = server.accept().await;
-            let sub = read_frame(&mut socket).await;
-            assert_eq!(sub["consumer"], "billing");
-            send_frame(&mut socket, json!({ "op": "ok", "id": sub["id"], "from": 1 })).await;
-            send_frame(&mut socket, messages(1..=5)).await;
-            socket
-        });
-        let (mut subscription, mut socket) = (subscription.unwrap(), socket);
+        let (mut subscription, mut socket, settings) = subscribed(options, |sub| assert_eq!(sub["consumer"], "billing")).await;
+        let mut events = settings.events.subscribe();
+        send_frame(&mut socket, messages_frame(1..=5)).await;
         let seqs = |messages: Vec<Message>| messages.iter().map(|m| m.seq).collect::<Vec<_>>();
         let mut next = async |count: usize| {
             let mut got = Vec::new();
@@ -940,7 +942,7 @@ mod tests {
 
         // Moved back to 2: messages 3 to 5 come again, are yielded again and acknowledged again.
         send_frame(&mut socket, json!({ "op": "reset", "consumer": "billing", "acked": 2 })).await;
-        send_frame(&mut socket, messages(3..=5)).await;
+        send_frame(&mut socket, messages_frame(3..=5)).await;
         assert_eq!(seqs(next(3).await), [3, 4, 5]);
         let ack = tokio::time::timeout(Duration::from_secs(20), read_frame(&mut socket)).await.expect("an ack within 20 s");
         assert_eq!(ack, json!({ "op": "ack", "seq": 5 }));
@@ -959,16 +961,9 @@ mod tests {
     /// by the ack timer, although consuming them does not wake the connection task each time.
     #[tokio::test]
     async fn messages_arriving_one_a_frame_are_acknowledged_after_a_quiet_moment() {
-        use crate::fake_server::{read_frame, send_frame, FakeServer};
-        let (server, settings) = FakeServer::start(Duration::from_secs(30)).await;
+        use crate::fake_server::{read_frame, send_frame};
         let options = SubscribeOptions::default().start(StartPosition::First).window(1000);
-        let (subscription, socket) = tokio::join!(subscribe(settings, "s", options), async {
-            let mut socket = server.accept().await;
-            let sub = read_frame(&mut socket).await;
-            send_frame(&mut socket, json!({ "op": "ok", "id": sub["id"], "from": 1 })).await;
-            socket
-        });
-        let (mut subscription, mut socket) = (subscription.unwrap(), socket);
+        let (mut subscription, mut socket, _) = subscribed(options, |_| {}).await;
         for seq in 1..=5 {
             send_frame(&mut socket, json!({ "op": "msg", "seq": seq, "ts": 0, "data": seq })).await;
             let message = tokio::time::timeout(Duration::from_secs(20), subscription.next()).await.unwrap().unwrap().unwrap();
