@@ -16,7 +16,6 @@ use crate::error::{Error, Result};
 use crate::requests::{RequestConnection, Resend};
 use durable_stream_protocol::Seq;
 use serde_json::{Map, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -130,7 +129,8 @@ impl Batcher {
 /// the linger anyway. With nothing in flight it goes out at once with whatever is already
 /// queued, so one task publishing one message after another never waits for a timer.
 async fn run(mut inbox: mpsc::UnboundedReceiver<Queued>, connection: RequestConnection, settings: AutoBatch) {
-    let unanswered = Arc::new(AtomicUsize::new(0));
+    // Each frame sent holds a clone until it is answered: a count of one means none is out.
+    let unanswered = Arc::new(());
     let mut carried = None;
     loop {
         let first = match carried.take() {
@@ -141,35 +141,27 @@ async fn run(mut inbox: mpsc::UnboundedReceiver<Queued>, connection: RequestConn
             },
         };
         let mut batch = Batch::new(first, &settings);
-        if unanswered.load(Ordering::Acquire) == 0 {
-            while !batch.is_full() {
-                let Ok(next) = inbox.try_recv() else { break };
-                if let Some(refused) = batch.add(next) {
-                    carried = Some(refused);
-                    break;
-                }
-            }
-        } else {
-            let linger = tokio::time::sleep(settings.linger);
-            tokio::pin!(linger);
-            while !batch.is_full() {
+        let idle = Arc::strong_count(&unanswered) == 1;
+        let linger = tokio::time::sleep(settings.linger);
+        tokio::pin!(linger);
+        while !batch.is_full() {
+            let next = if idle {
+                inbox.try_recv().ok()
+            } else {
                 tokio::select! {
                     // Publishes already waiting join before the linger can end the batch.
                     biased;
-                    next = inbox.recv() => match next {
-                        Some(next) => {
-                            if let Some(refused) = batch.add(next) {
-                                carried = Some(refused);
-                                break;
-                            }
-                        }
-                        None => break,
-                    },
-                    _ = &mut linger => break,
+                    next = inbox.recv() => next,
+                    _ = &mut linger => None,
                 }
+            };
+            let Some(next) = next else { break };
+            if let Some(refused) = batch.add(next) {
+                carried = Some(refused);
+                break;
             }
         }
-        send(&connection, batch.publishes, InFlight::start(&unanswered));
+        send(&connection, batch.publishes, unanswered.clone());
     }
 }
 
@@ -200,26 +192,10 @@ impl<'a> Batch<'a> {
     }
 }
 
-/// A frame sent and not answered yet, counted in the batching task's `unanswered` until dropped.
-struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    fn start(unanswered: &Arc<AtomicUsize>) -> Self {
-        unanswered.fetch_add(1, Ordering::AcqRel);
-        InFlight(unanswered.clone())
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 /// Sends one batch (a lone message as a single publish) and answers its publishes when the
 /// reply comes; the frame is queued on the connection before this returns, so batches keep
-/// their order.
-fn send(connection: &RequestConnection, mut batch: Vec<Queued>, in_flight: InFlight) {
+/// their order. `in_flight` is dropped when the reply has come.
+fn send(connection: &RequestConnection, mut batch: Vec<Queued>, in_flight: Arc<()>) {
     if batch.len() == 1 {
         let one = batch.pop().expect("one publish");
         let reply = connection.submit(single_frame(&one), Resend::Safe);
