@@ -878,9 +878,6 @@ mod tests {
         Received { seq, ts: 0, data: Ok(Value::Null), redelivered: false, headers: Headers::new() }
     }
 
-    /// A frame as large as the window: an ack for what was consumed goes out while the rest of
-    /// the frame is still buffered, so the server can send more before the application has
-    /// taken the whole frame.
     /// A subscription to a scripted server that answered its `sub` (shown to `check`) from 1.
     async fn subscribed(
         options: SubscribeOptions,
@@ -904,6 +901,19 @@ mod tests {
         json!({ "op": "msgs", "messages": messages })
     }
 
+    /// Manual-mode progress from 1, with 1 to `last` yielded and none acknowledged.
+    fn manual_having_yielded(last: Seq) -> Progress {
+        let mut p = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
+        p.subscribed(1);
+        for seq in 1..=last {
+            p.admit(seq, false);
+        }
+        p
+    }
+
+    /// A frame as large as the window: an ack for what was consumed goes out while the rest of
+    /// the frame is still buffered, so the server can send more before the application has
+    /// taken the whole frame.
     #[tokio::test]
     async fn an_ack_goes_out_before_a_window_sized_frame_is_consumed() {
         use crate::fake_server::{read_frame, send_frame};
@@ -982,11 +992,7 @@ mod tests {
 
     #[test]
     fn a_reset_moves_the_position_either_way_and_drops_the_old_generation() {
-        let mut p = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
-        p.subscribed(1);
-        for seq in 1..=6 {
-            p.admit(seq, false);
-        }
+        let mut p = manual_having_yielded(6);
         assert!(p.acknowledge(4));
         let generation = p.reset(2);
         assert_eq!(generation, p.generation);
@@ -1056,11 +1062,7 @@ mod tests {
 
     #[test]
     fn undecodable_messages_count_as_acknowledged_once_everything_before_them_is() {
-        let mut p = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
-        p.subscribed(1);
-        for seq in 1..=3 {
-            p.admit(seq, false);
-        }
+        let mut p = manual_having_yielded(3);
         assert!(!p.admitted_undecodable(3), "1 and 2 are not acknowledged yet");
         assert_eq!(p.acked, 0);
         assert!(p.acknowledge(2));
@@ -1069,11 +1071,7 @@ mod tests {
         assert!(p.admitted_undecodable(4), "right after the position: passed at once");
         assert_eq!(p.resume_from(), Some(StartPosition::Seq(5)));
 
-        let mut skipping = Progress::new(AckMode::Manual, Some(StartPosition::First), None);
-        skipping.subscribed(1);
-        for seq in 1..=3 {
-            skipping.admit(seq, false);
-        }
+        let mut skipping = manual_having_yielded(3);
         skipping.admitted_undecodable(3);
         skipping.skipped(2);
         assert_eq!(skipping.acked, 3, "skipping past 2 passes the undecodable 3 too");
