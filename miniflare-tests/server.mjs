@@ -21,23 +21,22 @@ export function tempDir(prefix = "ds-") {
   return mkdtempSync(join(base, prefix));
 }
 
-/** The kernel's range for outgoing connections' local ports (a port there can be taken by any
- *  connection on the machine between our check and wrangler's bind). */
-function ephemeralRange() {
+/** The lowest port of the kernel's range for outgoing connections (a port in that range can be
+ *  taken by any connection on the machine between our check and wrangler's bind). */
+function ephemeralLow() {
   try {
-    const [low, high] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/).map(Number);
-    return { low, high };
+    return Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
   } catch {
-    return { low: 32768, high: 60999 };
+    return 32768;
   }
 }
 
 /** A port nobody listens on, below the ephemeral range so that no outgoing connection takes it
  *  before wrangler binds it. Another listener can still appear: launchWrangler retries then. */
 export async function freePort() {
-  const top = Math.min(ephemeralRange().low, 65536) - 1;
+  const below = ephemeralLow();
   for (;;) {
-    const port = 20000 + Math.floor(Math.random() * (top - 20000));
+    const port = 20000 + Math.floor(Math.random() * (below - 20000));
     const free = await new Promise((res) => {
       const srv = createServer();
       srv.once("error", () => res(false));
@@ -120,7 +119,7 @@ async function launchWranglerOnce(configFile, { persist, log, port }) {
     {
       cwd: dirname(configFile),
       // Without wrangler's local trace store (X_LOCAL_OBSERVABILITY), which records every event
-      // in SQLite: about half of workerd's CPU per event, growing as a server runs (bench/RESULTS.md,
+      // in SQLite: ~20 % of workerd's CPU per event, more as the store grows (bench/RESULTS.md,
       // "Local observability"). No test reads it; set it to true to keep it.
       env: { X_LOCAL_OBSERVABILITY: "false", ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true", NO_COLOR: "1" },
       stdio: ["ignore", "pipe", "pipe"],
