@@ -2,8 +2,10 @@
 //! decisions in the `protocol` crate.
 
 mod access;
+mod alarm_clock;
 mod delivery;
 pub(crate) mod ds;
+mod events;
 mod http_api;
 mod legacy;
 mod ops;
@@ -15,14 +17,15 @@ use crate::http::{self, Failure};
 use crate::panic_guard::abort_on_panic;
 use crate::{auth, GRANT_HEADER};
 use crate::random::random_hex;
+use alarm_clock::AlarmClock;
 use delivery::pump;
-use durable_stream_protocol::frame::{encode_error, encode_hello, encode_skipped, parse_client_frame};
+use durable_stream_protocol::frame::{encode_hello, encode_skipped};
 use durable_stream_protocol::subscription::Redelivery;
 use durable_stream_protocol::wakeup::rearm_time;
 use durable_stream_protocol::directory::DirectoryConfig;
 use durable_stream_protocol::rate::Limiter;
 use durable_stream_protocol::token::{Grant, RevocationList};
-use durable_stream_protocol::{dedup, retention, ClientFrame, Config, ErrorCode, ProtocolError};
+use durable_stream_protocol::{dedup, retention, Config, ErrorCode, ProtocolError};
 use sessions::Sessions;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -30,19 +33,18 @@ use std::rc::Rc;
 use store::{Meta, Store};
 use telemetry::Telemetry;
 use worker::{
-    console_error, durable_object, Date, DurableObject, Env, Method, Request, Response, Result, State, WebSocket,
-    WebSocketIncomingMessage, WebSocketPair,
+    console_error, durable_object, Date, DurableObject, Env, Method, Request, Response, Result, State, WebSocketPair,
 };
 
-#[durable_object]
+/// `fetch` and `alarm` are exported by the macro, the WebSocket events by `events`.
+#[durable_object(alarm)]
 pub struct Subject {
     state: State,
     /// The runtime's handle on `state`, to abort the object if it panics (`panic_guard`).
     runtime_state: js_sys::Object,
     env: Env,
     core: RefCell<Option<Core>>,
-    /// The alarm time last set or read (ms since the epoch); outer None = not known yet.
-    alarm_at: RefCell<Option<Option<u64>>>,
+    alarm: AlarmClock,
 }
 
 /// Everything an operation needs: limits, storage, counters and connected sockets.
@@ -185,7 +187,7 @@ impl Subject {
     #[cfg(feature = "test-hooks")]
     fn forget_memory(&self) {
         *self.core.borrow_mut() = None;
-        *self.alarm_at.borrow_mut() = None;
+        self.alarm.forget();
     }
 
     /// When the next alarm must fire after an event. Recomputed from scratch every time: a
@@ -197,30 +199,18 @@ impl Subject {
 
     /// Makes sure an alarm fires no later than `wanted`.
     async fn schedule(&self, wanted: Option<u64>) -> Result<()> {
-        let Some(wanted) = wanted else { return Ok(()) };
-        if self.alarm_at.borrow().is_none() {
-            let stored = self.state.storage().get_alarm().await?.map(|t| t.max(0) as u64);
-            // An event that ran while this one waited may have scheduled: its value is newer.
-            self.alarm_at.borrow_mut().get_or_insert(stored);
-        }
-        let current = self.alarm_at.borrow().flatten();
-        if current.is_none_or(|current| wanted < current) {
-            // Recorded before the await: an event that runs while the alarm is being set (an
-            // alarm handler rescheduling, a publish) must compare against this value, or a later
-            // alarm set by a slower event could replace an earlier one. Storage applies the
-            // set_alarm calls in the order they are issued.
-            *self.alarm_at.borrow_mut() = Some(Some(wanted));
-            let offset = wanted.saturating_sub(now_ms()) as i64;
-            self.state.storage().set_alarm(offset).await?;
-        }
-        Ok(())
+        self.alarm.schedule(wanted).await
     }
 
     /// Makes sure the alarm reports what an event changed (events that schedule nothing else:
     /// those that do include the report in [`Core::next_wakeup`]).
     async fn schedule_report(&self) -> Result<()> {
-        let due = self.core.borrow().as_ref().and_then(|core| core.telemetry.next_report());
-        self.schedule(due).await
+        self.schedule(self.report_due()).await
+    }
+
+    /// When the alarm must report to the directory, if the subject has something to report.
+    fn report_due(&self) -> Option<u64> {
+        self.core.borrow().as_ref().and_then(|core| core.telemetry.next_report())
     }
 
     /// Accepts a WebSocket; a legacy one (the original protocol) gets no hello, as the original
@@ -318,7 +308,8 @@ impl DurableObject for Subject {
     fn new(state: State, env: Env) -> Self {
         let handle = state._inner();
         let runtime_state = handle.clone();
-        Subject { state: State::from(handle), runtime_state, env, core: RefCell::new(None), alarm_at: RefCell::new(None) }
+        let alarm = AlarmClock::new(handle.clone());
+        Subject { state: State::from(handle), runtime_state, env, core: RefCell::new(None), alarm }
     }
 
     async fn fetch(&self, req: Request) -> Result<Response> {
@@ -330,73 +321,8 @@ impl DurableObject for Subject {
         Ok(http::or_error_response(outcome))
     }
 
-    async fn websocket_message(&self, ws: WebSocket, message: WebSocketIncomingMessage) -> Result<()> {
-        let Some(conn) = Sessions::conn_id(&self.state, &ws) else { return Ok(()) };
-        let wakeup = self.with_core(None, |core| {
-            let now = now_ms();
-            core.telemetry.mark_changed();
-            let outcome = match message {
-                WebSocketIncomingMessage::String(text) if core.sessions.is_legacy(&conn) => {
-                    legacy::on_frame(core, &conn, &text, now);
-                    Ok(())
-                }
-                WebSocketIncomingMessage::String(text) => parse_client_frame(&text, &core.config)
-                    .map_err(|e| (e.id, Failure::Client(e.error)))
-                    .and_then(|frame| {
-                        let id = frame.id().cloned();
-                        match core.check_frame(&conn, crate::access::frame(&frame), now) {
-                            Ok(()) => {}
-                            // The socket was closed (its token expired): nothing to answer.
-                            Err(None) => return Ok(()),
-                            Err(Some(refusal)) => return Err((id, Failure::Client(refusal))),
-                        }
-                        let publish = matches!(frame, ClientFrame::Publish { .. });
-                        ds::admit(core, publish, now)
-                            .and_then(|()| ops::run(core, &self.env, &conn, frame, now))
-                            .map_err(|e| (id, e))
-                    }),
-                WebSocketIncomingMessage::Binary(_) => Err((
-                    None,
-                    Failure::Client(ProtocolError::bad_request("binary frames are not supported; send JSON text")),
-                )),
-            };
-            if let Err((id, failure)) = outcome {
-                core.telemetry.count_error(failure.code());
-                let _ = ws.send_with_str(encode_error(id.as_ref(), &failure.into_client_error()));
-            }
-            self.wanted_alarm(core)
-        })??;
-        self.schedule(wakeup).await
-    }
-
-    async fn websocket_close(&self, ws: WebSocket, code: usize, _reason: String, _was_clean: bool) -> Result<()> {
-        if let Some(conn) = Sessions::conn_id(&self.state, &ws) {
-            self.with_core(None, |core| {
-                core.telemetry.mark_changed();
-                core.sessions.remove(&conn)
-            })?;
-        }
-        // Complete the closing handshake; codes the peer may not echo become a normal close.
-        let code = match code as u16 {
-            1000 | 1001 | 1003 | 1007..=1014 | 3000..=4999 => code as u16,
-            _ => 1000,
-        };
-        let _ = ws.close(Some(code), Some("closed"));
-        self.schedule_report().await
-    }
-
-    async fn websocket_error(&self, ws: WebSocket, _error: worker::Error) -> Result<()> {
-        if let Some(conn) = Sessions::conn_id(&self.state, &ws) {
-            self.with_core(None, |core| {
-                core.telemetry.mark_changed();
-                core.sessions.remove(&conn)
-            })?;
-        }
-        self.schedule_report().await
-    }
-
     async fn alarm(&self) -> Result<Response> {
-        let running = self.alarm_at.replace(Some(None)).flatten();
+        let running = self.alarm.fired();
         self.ds_expire(now_ms()).await?;
         self.check_revocations().await?;
         let report = self.with_core(None, |core| {
