@@ -9,6 +9,9 @@
 # the Markdown table (our rate, the floor's, and the ratio). Without the floor's directory only
 # our Worker is measured. FLOOR_VARIANT picks the floor's storage (sql, kv, none; default sql).
 # Single publishes and fan-out take turns with the floor for BENCH_ROUNDS rounds (default 5).
+# Then where the isolate's time goes per publish, ours against the floor's, single publishes and
+# fan-out once more each under V8's CPU profiler (bench/isolate-profile.mjs); ISOLATE_BENCH=0
+# skips it.
 # Then the cold start of new subjects against the floor on the same two servers, and the wasm
 # bundle's compile time (bench/cold-start.mjs, COLD_BENCH_SUBJECTS subjects each, default 40);
 # COLD_BENCH=0 skips it.
@@ -106,6 +109,13 @@ dstream() { cargo run --release -q -p durable-stream-client --bin dstream -- --u
 dstream --api-key test-key bench "${floor_args[@]}" "$@"
 echo
 echo "- load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+if [ "${ISOLATE_BENCH:-1}" != 0 ] && [ -n "$floor_url" ]; then
+  echo
+  echo "## What the isolate does per publish (bench/isolate-profile.mjs)"
+  echo
+  "$NODE" bench/isolate-profile.mjs --ours "$ours_url" --floor "$floor_url" --api-key test-key --dstream target/release/dstream
+fi
 
 if [ "${COLD_BENCH:-1}" != 0 ]; then
   echo

@@ -1,0 +1,123 @@
+// What the isolate does per published message, ours against the floor's: V8's CPU profiler
+// samples both isolates (through each `wrangler dev`'s DevTools endpoint) while `dstream bench`
+// runs one phase against both, and the samples are summed by what was running.
+//
+//   node bench/isolate-profile.mjs --ours URL --floor URL/sql --api-key KEY [--phases single,fanout]
+//     [--dstream target/release/dstream]
+//
+// Both servers must be `wrangler dev` processes on this machine started with --inspector-port
+// (scripts/bench.sh runs this on its two). The isolate is where the Worker's JavaScript and wasm
+// run, and the runtime calls they make (SQL, socket sends); workerd's own threads are not in it.
+// Function names of our wasm need a build that keeps them (profile.release `strip = false` and
+// wasm-opt `-g`); the categories below need none.
+import { spawnSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+
+const { values: args } = parseArgs({
+  options: {
+    ours: { type: "string" },
+    floor: { type: "string" },
+    "api-key": { type: "string" },
+    phases: { type: "string", default: "single,fanout" },
+    dstream: { type: "string", default: "target/release/dstream" },
+  },
+});
+if (!args.ours || !args.floor || !args["api-key"]) {
+  console.error("usage: node bench/isolate-profile.mjs --ours URL --floor URL/sql --api-key KEY [--phases single,fanout]");
+  process.exit(2);
+}
+// Messages published per phase (each fans out to 100 subscribers in `fanout`).
+const PUBLISHES = { single: 10_000, fanout: 2_000 };
+const SAMPLING_INTERVAL_US = 100;
+
+/** The --inspector-port of the `wrangler dev` serving `url` (read from its command line). */
+function inspectorPort(url) {
+  const port = new URL(url).port;
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    let argv;
+    try {
+      argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
+    } catch {
+      continue;
+    }
+    if (argv.includes("dev") && argv[argv.indexOf("--port") + 1] === port && argv.includes("--inspector-port")) {
+      return argv[argv.indexOf("--inspector-port") + 1];
+    }
+  }
+  throw new Error(`no wrangler dev with --port ${port} and --inspector-port: start it with one`);
+}
+
+/** A DevTools session on the isolate behind an inspector port. */
+async function devtools(port) {
+  const [target] = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
+  // wrangler's inspector proxy refuses connections without an Origin.
+  const socket = new WebSocket(target.webSocketDebuggerUrl, { headers: { origin: "http://127.0.0.1" } });
+  await new Promise((resolve, reject) => {
+    socket.onopen = resolve;
+    socket.onerror = () => reject(new Error(`could not open the DevTools session on port ${port}`));
+  });
+  let lastId = 0;
+  const pending = new Map();
+  socket.onmessage = (event) => {
+    const reply = JSON.parse(event.data);
+    pending.get(reply.id)?.(reply);
+    pending.delete(reply.id);
+  };
+  const call = (method, params = {}) =>
+    new Promise((resolve, reject) => {
+      const id = ++lastId;
+      pending.set(id, (reply) => (reply.error ? reject(new Error(`${method}: ${reply.error.message}`)) : resolve(reply.result)));
+      socket.send(JSON.stringify({ id, method, params }));
+    });
+  await call("Profiler.enable");
+  await call("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
+  return { call, close: () => socket.close() };
+}
+
+/** What a sample was running: the runtime call or kind of code at the top of its stack. */
+function category({ functionName, url }) {
+  if (url.startsWith("wasm://")) return "wasm";
+  if (url) return "JavaScript";
+  return { "(garbage collector)": "GC", "(program)": "runtime", exec: "SQL", send: "send" }[functionName] ?? "other calls";
+}
+const CATEGORIES = ["wasm", "JavaScript", "SQL", "send", "GC", "runtime", "other calls"];
+
+/** Busy µs per publish, by category, from a profile. */
+function perPublish(profile, publishes) {
+  const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
+  const byCategory = Object.fromEntries(CATEGORIES.map((name) => [name, 0]));
+  for (const id of profile.samples) {
+    const frame = frames.get(id);
+    if (frame.functionName !== "(idle)") byCategory[category(frame)] += 1;
+  }
+  const toMicros = (samples) => (samples * SAMPLING_INTERVAL_US) / publishes;
+  const busy = Object.values(byCategory).reduce((a, b) => a + b, 0);
+  return { busy: toMicros(busy), ...Object.fromEntries(Object.entries(byCategory).map(([name, n]) => [name, toMicros(n)])) };
+}
+
+const sessions = { ours: await devtools(inspectorPort(args.ours)), floor: await devtools(inspectorPort(args.floor)) };
+console.log(`| phase | isolate | rate | busy µs per publish | ${CATEGORIES.join(" | ")} |`);
+console.log(`|---|---|---:|---:|${CATEGORIES.map(() => "---:").join("|")}|`);
+for (const phase of args.phases.split(",")) {
+  const publishes = PUBLISHES[phase];
+  if (!publishes) throw new Error(`unknown phase ${phase} (single, fanout)`);
+  for (const session of Object.values(sessions)) await session.call("Profiler.start");
+  const run = spawnSync(args.dstream, [
+    "--url", args.ours, "--api-key", args["api-key"], "bench", "--phases", phase, "--floor", args.floor, "--rounds", "1",
+    "--messages", String(PUBLISHES.single), "--fanout-messages", String(PUBLISHES.fanout),
+  ]);
+  const profiles = {};
+  for (const [name, session] of Object.entries(sessions)) profiles[name] = (await session.call("Profiler.stop")).profile;
+  if (run.status !== 0) throw new Error(`dstream bench failed:\n${run.stderr}`);
+  // The row's cells: | name | messages | seconds | rate | floor | vs floor | notes |
+  const row = run.stdout.toString().split("\n").find((line) => /^\| (publish|fan-out)/.test(line)).split("|").map((cell) => cell.trim());
+  const rates = { ours: row[4], floor: row[5] };
+  for (const name of ["ours", "floor"]) {
+    const micros = perPublish(profiles[name], publishes);
+    console.log(`| ${phase} | ${name} | ${rates[name]} | ${micros.busy.toFixed(0)} | ${CATEGORIES.map((c) => micros[c].toFixed(0)).join(" | ")} |`);
+  }
+}
+for (const session of Object.values(sessions)) session.close();
+// wrangler's inspector proxy does not always finish the closing handshake.
+process.exit(0);
