@@ -3,13 +3,16 @@
 // runs one phase against both, and the samples are summed by what was running.
 //
 //   node bench/isolate-profile.mjs --ours URL --floor URL/sql --api-key KEY [--phases single,fanout]
-//     [--dstream target/release/dstream]
+//     [--rounds 3] [--dstream target/release/dstream]
 //
 // Both servers must be `wrangler dev` processes on this machine started with --inspector-port
 // (scripts/bench.sh runs this on its two). The isolate is where the Worker's JavaScript and wasm
 // run, and the runtime calls they make (SQL, socket sends); workerd's own threads are not in it.
-// Function names of our wasm need a build that keeps them (profile.release `strip = false` and
-// wasm-opt `-g`); the categories below need none.
+// V8 samples by the wall clock, so a loaded machine inflates every figure: each row is the
+// median of several rounds. The samples are sorted into what is stable from one run to the
+// next: our wasm, the garbage collector, and the rest (JavaScript and the runtime calls it makes,
+// which V8 attributes now to the call, now to its caller). Function names of our wasm need a
+// build that keeps them (profile.release `strip = false` and wasm-opt `-g`); the sums need none.
 import { spawnSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
@@ -20,6 +23,7 @@ const { values: args } = parseArgs({
     floor: { type: "string" },
     "api-key": { type: "string" },
     phases: { type: "string", default: "single,fanout" },
+    rounds: { type: "string", default: "3" },
     dstream: { type: "string", default: "target/release/dstream" },
   },
 });
@@ -75,47 +79,59 @@ async function devtools(port) {
   return { call, close: () => socket.close() };
 }
 
-/** What a sample was running: the runtime call or kind of code at the top of its stack. */
+/** What a sample was running (`null`: nothing, the isolate was idle). */
 function category({ functionName, url }) {
+  if (functionName === "(idle)") return null;
   if (url.startsWith("wasm://")) return "wasm";
-  if (url) return "JavaScript";
-  return { "(garbage collector)": "GC", "(program)": "runtime", exec: "SQL", send: "send" }[functionName] ?? "other calls";
+  return functionName === "(garbage collector)" ? "GC" : "JavaScript and runtime calls";
 }
-const CATEGORIES = ["wasm", "JavaScript", "SQL", "send", "GC", "runtime", "other calls"];
+const CATEGORIES = ["wasm", "GC", "JavaScript and runtime calls"];
 
-/** Busy µs per publish, by category, from a profile. */
+/** Busy µs per publish, in all and by category, from a profile. */
 function perPublish(profile, publishes) {
   const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
-  const byCategory = Object.fromEntries(CATEGORIES.map((name) => [name, 0]));
+  const micros = Object.fromEntries(["busy", ...CATEGORIES].map((name) => [name, 0]));
+  const sample = (SAMPLING_INTERVAL_US / publishes);
   for (const id of profile.samples) {
-    const frame = frames.get(id);
-    if (frame.functionName !== "(idle)") byCategory[category(frame)] += 1;
+    const name = category(frames.get(id));
+    if (name) {
+      micros[name] += sample;
+      micros.busy += sample;
+    }
   }
-  const toMicros = (samples) => (samples * SAMPLING_INTERVAL_US) / publishes;
-  const busy = Object.values(byCategory).reduce((a, b) => a + b, 0);
-  return { busy: toMicros(busy), ...Object.fromEntries(Object.entries(byCategory).map(([name, n]) => [name, toMicros(n)])) };
+  return micros;
 }
 
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
 const sessions = { ours: await devtools(inspectorPort(args.ours)), floor: await devtools(inspectorPort(args.floor)) };
+const rounds = Number(args.rounds);
+console.log(`Median of ${rounds} rounds (busy µs of the isolate per publish; rate: the median round's).\n`);
 console.log(`| phase | isolate | rate | busy µs per publish | ${CATEGORIES.join(" | ")} |`);
 console.log(`|---|---|---:|---:|${CATEGORIES.map(() => "---:").join("|")}|`);
 for (const phase of args.phases.split(",")) {
   const publishes = PUBLISHES[phase];
   if (!publishes) throw new Error(`unknown phase ${phase} (single, fanout)`);
-  for (const session of Object.values(sessions)) await session.call("Profiler.start");
-  const run = spawnSync(args.dstream, [
-    "--url", args.ours, "--api-key", args["api-key"], "bench", "--phases", phase, "--floor", args.floor, "--rounds", "1",
-    "--messages", String(PUBLISHES.single), "--fanout-messages", String(PUBLISHES.fanout),
-  ]);
-  const profiles = {};
-  for (const [name, session] of Object.entries(sessions)) profiles[name] = (await session.call("Profiler.stop")).profile;
-  if (run.status !== 0) throw new Error(`dstream bench failed:\n${run.stderr}`);
-  // The row's cells: | name | messages | seconds | rate | floor | vs floor | notes |
-  const row = run.stdout.toString().split("\n").find((line) => /^\| (publish|fan-out)/.test(line)).split("|").map((cell) => cell.trim());
-  const rates = { ours: row[4], floor: row[5] };
+  const measured = { ours: [], floor: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const session of Object.values(sessions)) await session.call("Profiler.start");
+    const run = spawnSync(args.dstream, [
+      "--url", args.ours, "--api-key", args["api-key"], "bench", "--phases", phase, "--floor", args.floor, "--rounds", "1",
+      "--messages", String(PUBLISHES.single), "--fanout-messages", String(PUBLISHES.fanout),
+    ]);
+    const profiles = {};
+    for (const [name, session] of Object.entries(sessions)) profiles[name] = (await session.call("Profiler.stop")).profile;
+    if (run.status !== 0) throw new Error(`dstream bench failed:\n${run.stderr}`);
+    // The row's cells: | name | messages | seconds | rate | floor | vs floor | notes |
+    const cells = run.stdout.toString().split("\n").find((line) => /^\| (publish|fan-out)/.test(line)).split("|").map((cell) => cell.trim());
+    const rates = { ours: cells[4], floor: cells[5] };
+    for (const name of ["ours", "floor"]) measured[name].push({ rate: rates[name], ...perPublish(profiles[name], publishes) });
+  }
   for (const name of ["ours", "floor"]) {
-    const micros = perPublish(profiles[name], publishes);
-    console.log(`| ${phase} | ${name} | ${rates[name]} | ${micros.busy.toFixed(0)} | ${CATEGORIES.map((c) => micros[c].toFixed(0)).join(" | ")} |`);
+    const middle = median(measured[name].map((m) => m.busy));
+    const round = measured[name].find((m) => m.busy === middle);
+    const cells = CATEGORIES.map((c) => median(measured[name].map((m) => m[c])).toFixed(0));
+    console.log(`| ${phase} | ${name} | ${round.rate} | ${middle.toFixed(0)} | ${cells.join(" | ")} |`);
   }
 }
 for (const session of Object.values(sessions)) session.close();
