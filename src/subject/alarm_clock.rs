@@ -30,7 +30,7 @@ impl AlarmClock {
 
     /// Makes sure an alarm fires no later than `wanted`.
     pub async fn schedule(&self, wanted: Option<u64>) -> Result<()> {
-        let Some(wanted) = wanted else { return Ok(()) };
+        let Some(wanted) = wanted.filter(|_| self.must_move(wanted)) else { return Ok(()) };
         let storage = State::from(self.state.clone().unchecked_into::<DurableObjectState>()).storage();
         if self.at.get().is_none() {
             let stored = storage.get_alarm().await?.map(|t| t.max(0) as u64);
@@ -39,8 +39,7 @@ impl AlarmClock {
                 self.at.set(Some(stored));
             }
         }
-        let current = self.at.get().flatten();
-        if current.is_none_or(|current| wanted < current) {
+        if self.must_move(Some(wanted)) {
             // Recorded before the await: an event that runs while the alarm is being set (an
             // alarm handler rescheduling, a publish) must compare against this value, or a later
             // alarm set by a slower event could replace an earlier one. Storage applies the

@@ -97,7 +97,7 @@ impl Subject {
             }
             Ok((published, self.wanted_alarm(core)?))
         })??;
-        self.schedule(wakeup).await?;
+        self.alarm.schedule(wakeup).await?;
         let status = if published.duplicate { 200 } else { 201 };
         Ok(json_response(status, &published.reply_fields(params.batch))?)
     }
@@ -176,7 +176,7 @@ impl Subject {
             Ok((result, self.wanted_alarm(core)?))
         })??;
         // A reset subscription may have messages in flight again: their redelivery needs the alarm.
-        self.schedule(wakeup).await?;
+        self.alarm.schedule(wakeup).await?;
         Ok(json_response(200, &result)?)
     }
 

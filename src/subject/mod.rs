@@ -197,15 +197,10 @@ impl Subject {
         core.next_wakeup()
     }
 
-    /// Makes sure an alarm fires no later than `wanted`.
-    async fn schedule(&self, wanted: Option<u64>) -> Result<()> {
-        self.alarm.schedule(wanted).await
-    }
-
     /// Makes sure the alarm reports what an event changed (events that schedule nothing else:
     /// those that do include the report in [`Core::next_wakeup`]).
     async fn schedule_report(&self) -> Result<()> {
-        self.schedule(self.report_due()).await
+        self.alarm.schedule(self.report_due()).await
     }
 
     /// When the alarm must report to the directory, if the subject has something to report.
@@ -279,7 +274,7 @@ impl Subject {
             let legacy = path.starts_with(crate::legacy::SUBJECT_PATH);
             let (response, wakeup) = self.accept_websocket(&subject, grant_of(&req)?, legacy)?;
             // A token's expiry (and revocation checks) need the alarm.
-            self.schedule(wakeup).await?;
+            self.alarm.schedule(wakeup).await?;
             return Ok(response);
         }
         // Loads the subject (creating it under its name) before any HTTP operation, and refuses
@@ -336,7 +331,7 @@ impl DurableObject for Subject {
             let now = now_ms();
             Ok::<_, worker::Error>(core.next_wakeup()?.map(|wanted| rearm_time(wanted, now, running)))
         })??;
-        self.schedule(wakeup).await?;
+        self.alarm.schedule(wakeup).await?;
         Response::ok("")
     }
 }

@@ -319,7 +319,7 @@ impl Subject {
         })?;
         match outcome {
             Ok((response, deadline)) => {
-                self.schedule(deadline).await?;
+                self.alarm.schedule(deadline).await?;
                 Ok(response)
             }
             Err(error) => {
@@ -477,7 +477,7 @@ impl Subject {
             let response = append_now(core, append, now)?;
             Ok((response, self.wanted_alarm(core)?))
         })??;
-        self.schedule(wakeup).await?;
+        self.alarm.schedule(wakeup).await?;
         Ok(response)
     }
 
