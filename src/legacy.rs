@@ -8,7 +8,7 @@ use crate::http::Failure;
 use durable_stream_protocol::subject::validate_subject;
 use durable_stream_protocol::token::Actions;
 use durable_stream_protocol::ProtocolError;
-use worker::{Env, Method, Request, RequestInit};
+use worker::{Env, Request};
 
 /// Where the Worker forwards a legacy upgrade inside the subject's object (not a public route:
 /// the object only ever sees it from the Worker). Followed by the subject, like `/v1/stream/`.
@@ -26,9 +26,6 @@ pub async fn stream(req: Request, env: &Env, path: &str) -> Result<worker::Respo
     }
     // Any right on the subject opens the socket; each frame is checked by the subject.
     let grant = principal.require_subject(subject, Actions::NONE)?;
-    let mut init = RequestInit::new();
-    // The new request copies the headers (the upgrade's included).
-    init.with_method(Method::Get).with_headers(req.headers().clone());
-    let forwarded = Request::new_with_init(&format!("https://subject{SUBJECT_PATH}{subject}"), &init)?;
-    crate::forward_to_subject(&forwarded, env, subject, &grant).await
+    // The upgrade goes on with its headers to the object's internal legacy path.
+    crate::forward_to_subject(&req, &format!("https://subject{SUBJECT_PATH}{subject}"), env, subject, &grant).await
 }

@@ -26,5 +26,5 @@ async fn forward(req: Request, env: &Env) -> Result<Response, DsError> {
     if let Some(source) = headers.get(h::FORKED_FROM)? {
         principal.require_subject(&name::from_path(source.trim())?, Actions::SUB)?;
     }
-    Ok(crate::forward_to_subject(&req, env, &stream, &grant).await?)
+    Ok(crate::forward_to_subject(&req, &req.inner().url(), env, &stream, &grant).await?)
 }
