@@ -61,7 +61,7 @@ fn is_origin(entry: &str) -> bool {
 }
 
 /// The CORS answer to one request.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cors {
     allow_origin: Option<String>,
     /// The answer depends on the request's `Origin` (so caches must key on it).
@@ -87,14 +87,23 @@ impl Cors {
         Ok(Cors::new(&allowed, origin.as_deref()))
     }
 
-    /// Sets the CORS headers on `headers`.
+    /// The CORS headers of the answer, as (name, value) pairs.
+    pub fn headers(&self) -> impl Iterator<Item = (&'static str, &str)> {
+        let vary = self.varies.then_some(("vary", "Origin"));
+        let allow = self.allow_origin.as_deref().into_iter().flat_map(|origin| {
+            [("access-control-allow-origin", origin), ("access-control-expose-headers", EXPOSE_HEADERS)]
+        });
+        vary.into_iter().chain(allow)
+    }
+
+    /// Sets the CORS headers on `headers` (adding to a `Vary` already there).
     pub fn decorate(&self, headers: &Headers) -> worker::Result<()> {
-        if self.varies {
-            headers.append("vary", "Origin")?;
-        }
-        if let Some(origin) = &self.allow_origin {
-            headers.set("access-control-allow-origin", origin)?;
-            headers.set("access-control-expose-headers", EXPOSE_HEADERS)?;
+        for (name, value) in self.headers() {
+            if name == "vary" {
+                headers.append(name, value)?;
+            } else {
+                headers.set(name, value)?;
+            }
         }
         Ok(())
     }

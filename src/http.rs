@@ -1,6 +1,10 @@
 //! JSON responses and the one place where failures become HTTP errors.
 
+use crate::cors::Cors;
 use durable_stream_protocol::ProtocolError;
+use std::cell::RefCell;
+use wasm_bindgen::JsValue;
+use worker::worker_sys::web_sys;
 use worker::{console_error, Headers, Response};
 
 /// Why a request failed: an error for the client, or an internal fault that is logged and
@@ -80,6 +84,48 @@ pub fn error_response(error: &ProtocolError) -> Response {
     response
 }
 
+thread_local! {
+    /// The status and headers of the last [`panic_response`], with the CORS answer they carry.
+    static PANIC_INIT: RefCell<Option<(Cors, web_sys::ResponseInit)>> = const { RefCell::new(None) };
+    static INTERNAL_ERROR_BODY: String = ProtocolError::internal().to_http_body();
+}
+
+/// The answer to a request that a panic cuts short (see `panic_guard::respond`): `internal` as
+/// JSON, with the request's CORS headers. Every request makes one in advance, so it is a single
+/// `new Response` of a string, with the init object of the request before when the CORS answer
+/// is the same (plain JavaScript data, which unlike a response belongs to no request): half the
+/// cost of a `worker::Response` converted and then decorated (bench/RESULTS.md, "The Worker's
+/// share of a `/ds` append").
+pub fn panic_response(cors: &Cors) -> web_sys::Response {
+    let init = PANIC_INIT.with(|last| {
+        let mut last = last.borrow_mut();
+        match &*last {
+            Some((made_for, init)) if made_for == cors => init.clone(),
+            _ => {
+                let init = panic_init(cors);
+                *last = Some((cors.clone(), init.clone()));
+                init
+            }
+        }
+    });
+    INTERNAL_ERROR_BODY
+        .with(|body| web_sys::Response::new_with_opt_str_and_init(Some(body), &init))
+        .expect("a response with a string body can always be made")
+}
+
+/// The status and headers of [`panic_response`], CORS included.
+fn panic_init(cors: &Cors) -> web_sys::ResponseInit {
+    let headers = js_sys::Object::new();
+    let json = [("content-type", "application/json"), ("cache-control", "no-store")];
+    for (name, value) in json.into_iter().chain(cors.headers()) {
+        let _ = js_sys::Reflect::set(&headers, &JsValue::from_str(name), &JsValue::from_str(value));
+    }
+    let init = web_sys::ResponseInit::new();
+    init.set_status(durable_stream_protocol::ErrorCode::Internal.http_status());
+    init.set_headers(&headers);
+    init
+}
+
 /// 405 for a method the route does not serve, with the route's `Allow` header.
 pub fn method_not_allowed(allow: &str) -> worker::Result<Response> {
     let error = ProtocolError::bad_request(format!("method not allowed; use {allow}"));
@@ -133,6 +179,25 @@ mod tests {
         assert_eq!(body(response).await["error"]["retryAfterMs"], 1200);
         let no_wait = error_response(&ProtocolError::not_found("x"));
         assert_eq!(no_wait.headers().get("retry-after").unwrap(), None);
+    }
+
+    #[wasm_bindgen_test]
+    async fn a_request_cut_short_by_a_panic_gets_internal_with_its_own_cors_headers() {
+        use crate::cors::AllowedOrigins;
+        let any = Cors::new(&AllowedOrigins::Any, None);
+        let listed = Cors::new(&AllowedOrigins::parse(Some("https://app.example")).unwrap(), Some("https://app.example"));
+        // Twice each, in turns: the init kept from the request before must not leak its CORS.
+        for cors in [&any, &listed, &any, &listed] {
+            let response = Response::from(panic_response(cors));
+            assert_eq!(response.status_code(), 500);
+            let header = |name: &str| response.headers().get(name).unwrap();
+            assert_eq!(header("content-type").as_deref(), Some("application/json"));
+            assert_eq!(header("cache-control").as_deref(), Some("no-store"));
+            let (origin, vary) = if cors == &any { ("*", None) } else { ("https://app.example", Some("Origin")) };
+            assert_eq!(header("access-control-allow-origin").as_deref(), Some(origin));
+            assert_eq!(header("vary").as_deref(), vary);
+            assert_eq!(body(response).await, serde_json::json!({ "error": { "code": "internal", "message": "internal error" } }));
+        }
     }
 
     #[wasm_bindgen_test]

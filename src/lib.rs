@@ -59,7 +59,7 @@ pub fn fetch(req: web_sys::Request, env: Env, ctx: worker_sys::Context) -> js_sy
             return js_sys::Promise::resolve(&wasm_bindgen::JsValue::from(refused));
         }
     };
-    let on_panic = cors.finish(http::error_response(&ProtocolError::internal()));
+    let on_panic = http::panic_response(&cors);
     panic_guard::respond(async move { cors.finish(http::or_error_response(route(req, &env, &ctx).await)) }, on_panic)
 }
 
