@@ -5,7 +5,9 @@
 //   - floor:     bench/http-floor, a minimal JS Worker + Durable Object doing one SQLite insert
 //                per POST, also through `wrangler dev` (what the platform itself costs);
 // and ours and the floor once more "direct": at the workerd behind wrangler dev's proxy, a
-// dev-only hop (a second workerd process) that production does not have.
+// dev-only hop (a second workerd process) that production does not have. For ours and the
+// floor it also reports the isolate's busy µs per JSON append (bench/devtools.mjs): the Worker's
+// and the Durable Object's own work, without the hops and the platform's share.
 //
 //   node_modules/.bin/node bench/ds-appends.mjs [--seconds 10] [--connections 64] [--rounds 2]
 //
@@ -17,6 +19,7 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import os from "node:os";
 import { launchWrangler, startServer, tempDir, ROOT, TEST_KEY } from "../miniflare-tests/server.mjs";
+import { busyMicros, devtools, inspectorPort } from "./devtools.mjs";
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -48,6 +51,7 @@ function wrk(url, contentType, headers) {
   const failed = number(/Non-2xx or 3xx responses: (\d+)/) || 0;
   const seconds = number(/requests in ([\d.]+)s/);
   return {
+    requests,
     perSecond: Math.round((requests - failed) / seconds),
     failed,
     p50ms: ms(/50%\s+([\d.]+)(us|ms|s)/),
@@ -55,8 +59,11 @@ function wrk(url, contentType, headers) {
   };
 }
 
-/** Creates a fresh stream (when the server needs it) and measures appends to it. */
-async function measure(label, base, { create, headers = {}, path = (name) => `/v1/stream/${name}` }) {
+/** Creates a fresh stream (when the server needs it) and measures appends to it. With a
+ *  DevTools session on the server's isolate, JSON appends run once more (not counted in the
+ *  rates: the profiler's sampling costs the isolate time) to take the isolate's busy µs per
+ *  append, as `isolate`. */
+async function measure(label, base, { create, headers = {}, path = (name) => `/v1/stream/${name}`, isolate }) {
   const results = {};
   for (const contentType of Object.keys(BODIES)) {
     const url = `${base}${path(`bench-${contentType.split("/")[1]}-${Date.now()}`)}`;
@@ -66,6 +73,12 @@ async function measure(label, base, { create, headers = {}, path = (name) => `/v
     }
     results[contentType] = wrk(url, contentType, headers);
     console.error(`${label} ${contentType}: ${JSON.stringify(results[contentType])}`);
+    if (isolate && contentType === "application/json") {
+      await isolate.call("Profiler.start");
+      const profiled = wrk(url, contentType, headers);
+      const { profile } = await isolate.call("Profiler.stop");
+      results[contentType].isolateMicros = Math.round(busyMicros(profile, profiled.requests).busy);
+    }
   }
   return results;
 }
@@ -101,14 +114,18 @@ for (let round = 1; round <= ROUNDS; round++) {
   const ours = await startServer();
   try {
     const auth = { authorization: `Bearer ${TEST_KEY}` };
-    figures.ours = await measure("ours", `${ours.url}/ds`, { create: true, headers: auth });
+    const isolate = await devtools(inspectorPort(ours.url));
+    figures.ours = await measure("ours", `${ours.url}/ds`, { create: true, headers: auth, isolate });
+    isolate.close();
     figures.oursDirect = await measure("ours (direct)", `${await ours.directUrl()}/ds`, { create: true, headers: auth });
   } finally {
     await ours.stop();
   }
   const floor = await launchWrangler(join(ROOT, "bench", "http-floor", "wrangler.toml"));
   try {
-    figures.floor = await measure("floor", floor.url, { path: (name) => `/${name}` });
+    const isolate = await devtools(inspectorPort(floor.url));
+    figures.floor = await measure("floor", floor.url, { path: (name) => `/${name}`, isolate });
+    isolate.close();
     figures.floorDirect = await measure("floor (direct)", await floor.directUrl(), { path: (name) => `/${name}` });
   } finally {
     await floor.stop();
@@ -127,14 +144,17 @@ const best = Object.fromEntries(servers.map((server) => [server, Object.fromEntr
 const ratio = (a, b) => (a / b).toFixed(2);
 console.log(`\n${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.release()}, ${new Date().toISOString()}`);
 console.log(`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${ROUNDS} rounds (median shown), bodies: ${Object.entries(BODIES).map(([t, b]) => `${t} ${b.length} B`).join(", ")}\n`);
-console.log("| server | content type | appends/s | p50 ms | p99 ms | failed | vs reference | vs floor (same path) |");
-console.log("|---|---|---:|---:|---:|---:|---:|---:|");
+console.log("| server | content type | appends/s | p50 ms | p99 ms | failed | vs reference | vs floor (same path) | isolate µs per append |");
+console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|");
 const floorOf = { ours: "floor", oursDirect: "floorDirect", floor: "floor", floorDirect: "floorDirect" };
 for (const server of servers) {
   for (const type of Object.keys(BODIES)) {
     const r = best[server][type];
     const vsFloor = floorOf[server] ? ratio(r.perSecond, best[floorOf[server]][type].perSecond) : "";
-    console.log(`| ${server} | ${type} | ${r.perSecond} | ${r.p50ms} | ${r.p99ms} | ${r.failed} | ${ratio(r.perSecond, best.reference[type].perSecond)} | ${vsFloor} |`);
+    // The isolate's busy time: the median round's, from a separate profiled run (JSON only).
+    const micros = rounds.map((round) => round[server][type].isolateMicros).filter((m) => m !== undefined);
+    const isolate = micros.length ? median(micros) : "";
+    console.log(`| ${server} | ${type} | ${r.perSecond} | ${r.p50ms} | ${r.p99ms} | ${r.failed} | ${ratio(r.perSecond, best.reference[type].perSecond)} | ${vsFloor} | ${isolate} |`);
   }
 }
 console.log(`\n${JSON.stringify({ rounds }, null, 1)}`);

@@ -14,8 +14,8 @@
 // which V8 attributes now to the call, now to its caller). Function names of our wasm need a
 // build that keeps them (profile.release `strip = false` and wasm-opt `-g`); the sums need none.
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { busyMicros, CATEGORIES, devtools, inspectorPort } from "./devtools.mjs";
 
 const { values: args } = parseArgs({
   options: {
@@ -33,75 +33,6 @@ if (!args.ours || !args.floor || !args["api-key"]) {
 }
 // Messages published per phase (each fans out to 100 subscribers in `fanout`).
 const PUBLISHES = { single: 10_000, fanout: 2_000 };
-const SAMPLING_INTERVAL_US = 100;
-
-/** The --inspector-port of the `wrangler dev` serving `url` (read from its command line). */
-function inspectorPort(url) {
-  const port = new URL(url).port;
-  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
-    let argv;
-    try {
-      argv = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0");
-    } catch {
-      continue;
-    }
-    if (argv.includes("dev") && argv[argv.indexOf("--port") + 1] === port && argv.includes("--inspector-port")) {
-      return argv[argv.indexOf("--inspector-port") + 1];
-    }
-  }
-  throw new Error(`no wrangler dev with --port ${port} and --inspector-port: start it with one`);
-}
-
-/** A DevTools session on the isolate behind an inspector port. */
-async function devtools(port) {
-  const [target] = await (await fetch(`http://127.0.0.1:${port}/json`)).json();
-  // wrangler's inspector proxy refuses connections without an Origin.
-  const socket = new WebSocket(target.webSocketDebuggerUrl, { headers: { origin: "http://127.0.0.1" } });
-  await new Promise((resolve, reject) => {
-    socket.onopen = resolve;
-    socket.onerror = () => reject(new Error(`could not open the DevTools session on port ${port}`));
-  });
-  let lastId = 0;
-  const pending = new Map();
-  socket.onmessage = (event) => {
-    const reply = JSON.parse(event.data);
-    pending.get(reply.id)?.(reply);
-    pending.delete(reply.id);
-  };
-  const call = (method, params = {}) =>
-    new Promise((resolve, reject) => {
-      const id = ++lastId;
-      pending.set(id, (reply) => (reply.error ? reject(new Error(`${method}: ${reply.error.message}`)) : resolve(reply.result)));
-      socket.send(JSON.stringify({ id, method, params }));
-    });
-  await call("Profiler.enable");
-  await call("Profiler.setSamplingInterval", { interval: SAMPLING_INTERVAL_US });
-  return { call, close: () => socket.close() };
-}
-
-/** What a sample was running (`null`: nothing, the isolate was idle). */
-function category({ functionName, url }) {
-  if (functionName === "(idle)") return null;
-  if (url.startsWith("wasm://")) return "wasm";
-  return functionName === "(garbage collector)" ? "GC" : "JavaScript and runtime calls";
-}
-const CATEGORIES = ["wasm", "GC", "JavaScript and runtime calls"];
-
-/** Busy µs per publish, in all and by category, from a profile. */
-function perPublish(profile, publishes) {
-  const frames = new Map(profile.nodes.map((node) => [node.id, node.callFrame]));
-  const micros = Object.fromEntries(["busy", ...CATEGORIES].map((name) => [name, 0]));
-  const sample = (SAMPLING_INTERVAL_US / publishes);
-  for (const id of profile.samples) {
-    const name = category(frames.get(id));
-    if (name) {
-      micros[name] += sample;
-      micros.busy += sample;
-    }
-  }
-  return micros;
-}
-
 const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 
 const sessions = { ours: await devtools(inspectorPort(args.ours)), floor: await devtools(inspectorPort(args.floor)) };
@@ -125,7 +56,7 @@ for (const phase of args.phases.split(",")) {
     // The row's cells: | name | messages | seconds | rate | floor | vs floor | notes |
     const cells = run.stdout.toString().split("\n").find((line) => /^\| (publish|fan-out)/.test(line)).split("|").map((cell) => cell.trim());
     const rates = { ours: cells[4], floor: cells[5] };
-    for (const name of ["ours", "floor"]) measured[name].push({ rate: rates[name], ...perPublish(profiles[name], publishes) });
+    for (const name of ["ours", "floor"]) measured[name].push({ rate: rates[name], ...busyMicros(profiles[name], publishes) });
   }
   for (const name of ["ours", "floor"]) {
     const middle = median(measured[name].map((m) => m.busy));
