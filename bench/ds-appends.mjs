@@ -5,9 +5,10 @@
 //   - floor:     bench/http-floor, a minimal JS Worker + Durable Object doing one SQLite insert
 //                per POST, also through `wrangler dev` (what the platform itself costs);
 // and ours and the floor once more "direct": at the workerd behind wrangler dev's proxy, a
-// dev-only hop (a second workerd process) that production does not have. For ours and the
-// floor it also reports the isolate's busy µs per JSON append (bench/devtools.mjs): the Worker's
-// and the Durable Object's own work, without the hops and the platform's share.
+// dev-only hop (a second workerd process) that production does not have; and ours once more
+// without the console's `[assets]`, whose local asset router is in front of every request. For
+// ours and the floor it also reports the isolate's busy µs per JSON append (bench/devtools.mjs):
+// the Worker's and the Durable Object's own work, without the hops and the platform's share.
 //
 //   node_modules/.bin/node bench/ds-appends.mjs [--seconds 10] [--connections 64] [--rounds 2]
 //
@@ -121,6 +122,16 @@ for (let round = 1; round <= ROUNDS; round++) {
   } finally {
     await ours.stop();
   }
+  // The same Worker without its console's static assets: locally, `[assets]` puts wrangler's
+  // asset router (two more Worker invocations) in front of every request, run_worker_first or
+  // not; in production that routing is the platform's (bench/RESULTS.md, "The asset router's
+  // share"). Shown to size that share, not as the comparison.
+  const bare = await startServer({ config: { assets: undefined } });
+  try {
+    figures.oursNoAssets = await measure("ours without [assets]", `${bare.url}/ds`, { create: true, headers: { authorization: `Bearer ${TEST_KEY}` } });
+  } finally {
+    await bare.stop();
+  }
   const floor = await launchWrangler(join(ROOT, "bench", "http-floor", "wrangler.toml"));
   try {
     const isolate = await devtools(inspectorPort(floor.url));
@@ -146,7 +157,7 @@ console.log(`\n${os.cpus().length} x ${os.cpus()[0]?.model ?? "?"}, ${Math.round
 console.log(`wrk -t1 -c${CONNECTIONS} -d${SECONDS}s, ${ROUNDS} rounds (median shown), bodies: ${Object.entries(BODIES).map(([t, b]) => `${t} ${b.length} B`).join(", ")}\n`);
 console.log("| server | content type | appends/s | p50 ms | p99 ms | failed | vs reference | vs floor (same path) | isolate µs per append |");
 console.log("|---|---|---:|---:|---:|---:|---:|---:|---:|");
-const floorOf = { ours: "floor", oursDirect: "floorDirect", floor: "floor", floorDirect: "floorDirect" };
+const floorOf = { ours: "floor", oursDirect: "floorDirect", oursNoAssets: "floor", floor: "floor", floorDirect: "floorDirect" };
 for (const server of servers) {
   for (const type of Object.keys(BODIES)) {
     const r = best[server][type];
