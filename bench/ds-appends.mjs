@@ -102,6 +102,7 @@ async function startReference() {
   return { url, stop: () => new Promise((done) => { child.once("exit", done); child.kill("SIGTERM"); }) };
 }
 
+const auth = { authorization: `Bearer ${TEST_KEY}` };
 const rounds = [];
 for (let round = 1; round <= ROUNDS; round++) {
   console.error(`== round ${round} of ${ROUNDS}`);
@@ -114,7 +115,6 @@ for (let round = 1; round <= ROUNDS; round++) {
   }
   const ours = await startServer();
   try {
-    const auth = { authorization: `Bearer ${TEST_KEY}` };
     const isolate = await devtools(inspectorPort(ours.url));
     figures.ours = await measure("ours", `${ours.url}/ds`, { create: true, headers: auth, isolate });
     isolate.close();
@@ -128,7 +128,7 @@ for (let round = 1; round <= ROUNDS; round++) {
   // share"). Shown to size that share, not as the comparison.
   const bare = await startServer({ config: { assets: undefined } });
   try {
-    figures.oursNoAssets = await measure("ours without [assets]", `${bare.url}/ds`, { create: true, headers: { authorization: `Bearer ${TEST_KEY}` } });
+    figures.oursNoAssets = await measure("ours without [assets]", `${bare.url}/ds`, { create: true, headers: auth });
   } finally {
     await bare.stop();
   }

@@ -52,10 +52,14 @@ pub fn json_response(status: u16, body: &serde_json::Value) -> worker::Result<Re
     json_text_response(status, body.to_string())
 }
 
+/// The headers of every JSON response: typed, and never cached.
+const JSON_HEADERS: [(&str, &str); 2] = [("content-type", "application/json"), ("cache-control", "no-store")];
+
 pub fn json_text_response(status: u16, body: String) -> worker::Result<Response> {
     let headers = Headers::new();
-    headers.set("content-type", "application/json")?;
-    headers.set("cache-control", "no-store")?;
+    for (name, value) in JSON_HEADERS {
+        headers.set(name, value)?;
+    }
     Ok(Response::ok(body)?.with_status(status).with_headers(headers))
 }
 
@@ -116,8 +120,7 @@ pub fn panic_response(cors: &Cors) -> web_sys::Response {
 /// The status and headers of [`panic_response`], CORS included.
 fn panic_init(cors: &Cors) -> web_sys::ResponseInit {
     let headers = js_sys::Object::new();
-    let json = [("content-type", "application/json"), ("cache-control", "no-store")];
-    for (name, value) in json.into_iter().chain(cors.headers()) {
+    for (name, value) in JSON_HEADERS.into_iter().chain(cors.headers()) {
         let _ = js_sys::Reflect::set(&headers, &JsValue::from_str(name), &JsValue::from_str(value));
     }
     let init = web_sys::ResponseInit::new();
