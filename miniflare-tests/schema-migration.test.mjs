@@ -1,9 +1,10 @@
 // Subjects stored before messages had headers keep working: data is written, workerd stopped,
 // each subject's SQLite `messages` table put back to the schema of the release before headers
-// (no `headers` column, no timestamp index, idempotency keys in the `dedup` table rather than in
-// the message rows), and the new build started on that storage. It adds
-// what is missing in place: every old message reads back byte for byte without headers, new
-// messages take headers, starts by time work, and all of it survives a crash restart.
+// (no `headers` column, idempotency keys in the `dedup` table rather than in the message rows)
+// with the timestamp index later releases kept, and the new build started on that storage. It
+// adds what is missing in place and drops the index (starts by time search the sequence now):
+// every old message reads back byte for byte without headers, new messages take headers, starts
+// by time work, and all of it survives a crash restart.
 //
 // Run: bash scripts/build-worker.sh && node_modules/.bin/node --test miniflare-tests/schema-migration.test.mjs
 
@@ -30,8 +31,10 @@ async function open(subject, label) {
   return c;
 }
 
-/** The `messages` table as the release before headers created it. */
+/** The `messages` table as the release before headers created it, and the timestamp index that
+ *  releases until 2026-11-30 kept on it. */
 const OLD_MESSAGES = "CREATE TABLE messages (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL)";
+const OLD_TS_INDEX = "CREATE INDEX messages_by_ts ON messages (ts)";
 
 /** Every Durable Object database under the persistence directory that has a `messages` table. */
 function subjectDatabases() {
@@ -75,16 +78,16 @@ test("a subject stored before headers is migrated in place and keeps every messa
   for (const file of databases) {
     withDatabase(file, (db) => {
       db.exec(`BEGIN;
-        DROP INDEX messages_by_ts;
         ALTER TABLE messages RENAME TO messages_new;
         ${OLD_MESSAGES};
+        ${OLD_TS_INDEX};
         INSERT INTO messages SELECT seq, ts, data FROM messages_new;
         INSERT OR REPLACE INTO dedup (msg_id, first_seq, last_seq, ts)
           SELECT msg_id, seq, coalesce(msg_last, seq), ts FROM messages_new WHERE msg_id IS NOT NULL;
         DROP TABLE messages_new;
         COMMIT;`);
     });
-    assert.deepEqual(schemaOf(file), [{ name: "messages", sql: OLD_MESSAGES }]);
+    assert.deepEqual(schemaOf(file), [{ name: "messages", sql: OLD_MESSAGES }, { name: "messages_by_ts", sql: OLD_TS_INDEX }]);
   }
 
   // The new build on the old storage.
@@ -112,7 +115,7 @@ test("a subject stored before headers is migrated in place and keeps every messa
   for (const file of subjectDatabases()) {
     const schema = schemaOf(file);
     assert.ok(schema.some((r) => r.name === "messages" && /headers TEXT/.test(r.sql)), JSON.stringify(schema));
-    assert.ok(schema.some((r) => r.name === "messages_by_ts"), JSON.stringify(schema));
+    assert.ok(!schema.some((r) => r.name === "messages_by_ts"), JSON.stringify(schema));
   }
   server = await startServer({ persist });
   c = await open(s, "after-crash");

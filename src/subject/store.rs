@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL, headers TEXT, msg_id TEXT, msg_last INTEGER
 );
-CREATE INDEX IF NOT EXISTS messages_by_ts ON messages (ts);
+DROP INDEX IF EXISTS messages_by_ts;
 CREATE TABLE IF NOT EXISTS dedup (
   msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
 );
@@ -520,10 +520,31 @@ impl Store {
         Ok(row.map(|r| as_u64(&r[0])))
     }
 
-    /// The first sequence published at or after `ts` (None when every message is older): a
-    /// seek in `messages_by_ts` (timestamps never decrease along the sequence).
+    /// The first sequence published at or after `ts` (None when every message is older), for
+    /// starts by time. Timestamps never decrease along the sequence, so this is a binary search
+    /// over `seq` in one statement (two seeks in the primary key per halving) rather than an
+    /// index on `ts`, which would cost every publish another B-tree write. `lo..hi` narrows to
+    /// the first sequence whose next stored message is at or after `ts` (or that has none).
     pub fn first_seq_since(&self, ts: u64) -> Result<Option<Seq>> {
-        let row = self.first_row("SELECT seq FROM messages WHERE ts >= ? ORDER BY ts, seq LIMIT 1", vec![int(ts)])?;
+        const SEARCH: &str = "
+            WITH RECURSIVE search(lo, hi) AS (
+              SELECT (SELECT min(seq) FROM messages), (SELECT max(seq) FROM messages) + 1
+              UNION ALL
+              SELECT CASE WHEN coalesce((SELECT ts >= ?1 FROM messages WHERE seq >= (lo + hi) / 2 ORDER BY seq LIMIT 1), 1)
+                          THEN lo ELSE (lo + hi) / 2 + 1 END,
+                     CASE WHEN coalesce((SELECT ts >= ?1 FROM messages WHERE seq >= (lo + hi) / 2 ORDER BY seq LIMIT 1), 1)
+                          THEN (lo + hi) / 2 ELSE hi END
+              FROM search WHERE lo < hi
+            )
+            SELECT seq FROM messages WHERE seq >= (SELECT max(lo) FROM search) AND ts >= ?1 ORDER BY seq LIMIT 1";
+        let row = self.first_row(SEARCH, vec![int(ts)])?;
+        Ok(row.map(|r| as_u64(&r[0])))
+    }
+
+    /// The first sequence published at or after `cutoff`, for age retention: read from the
+    /// oldest message on, so it costs the expired rows it passes, which are deleted next.
+    pub fn first_unexpired(&self, cutoff: u64) -> Result<Option<Seq>> {
+        let row = self.first_row("SELECT seq FROM messages WHERE ts >= ? ORDER BY seq LIMIT 1", vec![int(cutoff)])?;
         Ok(row.map(|r| as_u64(&r[0])))
     }
 

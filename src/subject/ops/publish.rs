@@ -217,7 +217,7 @@ pub fn enforce_retention(core: &mut Core, now: u64) -> Result<()> {
     }
     let mut upto = retention::count_cutoff(bounds, &core.config);
     if let Some(cutoff) = retention::age_cutoff(now, &core.config) {
-        let expired_upto = match core.store.first_seq_since(cutoff)? {
+        let expired_upto = match core.store.first_unexpired(cutoff)? {
             Some(seq) => seq - 1,
             None => bounds.last,
         };
