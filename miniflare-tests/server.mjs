@@ -15,10 +15,24 @@ import { parse as parseToml } from "smol-toml";
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 export const TEST_KEY = "test-key";
 
+/** What this process started: servers still running and the directories `tempDir` made. All of
+ *  it goes when the process exits, so test and benchmark runs leave no workerd and no storage
+ *  behind (each server's persistence is hundreds of MB after some tests). KEEP_TEST_DIRS=1 keeps
+ *  the directories for a post-mortem. */
+const running = new Set();
+const madeDirs = [];
+process.on("exit", () => {
+  for (const child of running) killGroup(child, "SIGKILL");
+  if (process.env.KEEP_TEST_DIRS === "1") return;
+  for (const dir of madeDirs) rmSync(dir, { recursive: true, force: true });
+});
+
 export function tempDir(prefix = "ds-") {
   const base = join(ROOT, "miniflare-tests", ".tmp");
   mkdirSync(base, { recursive: true });
-  return mkdtempSync(join(base, prefix));
+  const dir = mkdtempSync(join(base, prefix));
+  madeDirs.push(dir);
+  return dir;
 }
 
 /** The lowest port of the kernel's range for outgoing connections (a port in that range can be
@@ -134,7 +148,11 @@ async function launchWranglerOnce(configFile, { persist, log, port }) {
   child.stdout.on("data", collect);
   child.stderr.on("data", collect);
   let exited = false;
-  child.on("exit", () => { exited = true; });
+  running.add(child);
+  child.on("exit", () => {
+    exited = true;
+    running.delete(child);
+  });
   const url = `http://127.0.0.1:${port}`;
   // Generous: wrangler and workerd start slowly on a loaded 2-core machine.
   const deadline = Date.now() + 120_000;
