@@ -29,6 +29,8 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, data TEXT NOT NULL, headers TEXT, msg_id TEXT, msg_last INTEGER
 );
+-- Releases before 2026-11-30 kept an index of timestamps; starts by time now binary-search the
+-- sequence (Store::first_seq_since), so a publish writes one B-tree less.
 DROP INDEX IF EXISTS messages_by_ts;
 CREATE TABLE IF NOT EXISTS dedup (
   msg_id TEXT PRIMARY KEY, first_seq INTEGER NOT NULL, last_seq INTEGER NOT NULL, ts INTEGER NOT NULL
